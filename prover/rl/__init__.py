@@ -1,0 +1,1 @@
+"""GRPO with the unlikeliness reward on TRL: config, reward, shaping, trainer, diagnostics."""
