@@ -1,0 +1,222 @@
+"""The interactive session: paste a statement (ended by a blank line), watch the search live, get the
+proof; Ctrl-C stops a search and returns to the prompt; ``:commands`` change the settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from prover.search.config import STRATEGIES, SearchConfig
+from prover.search.display import render_proof, run_search, summary_lines
+from prover.search.engine import SearchError, SearchResult, StatementError
+from prover.search.session import SearchSession
+
+try:
+    import readline
+except ImportError:  # not on every platform (Windows); editing and history are then the terminal's own
+    readline = None
+
+logger = logging.getLogger(__name__)
+
+PROMPT, MORE = "theorem> ", "     ... "
+
+HELP = """\
+Paste a statement ending with ':= by' and finish it with a blank line. Ctrl-C stops a search.
+  :budget N        samples (best-first: expansions) per theorem   :time S      seconds per theorem (0 = none)
+  :temp T          sampling temperature                           :top_p P     nucleus mass
+  :round N         samples per round                              :seed N      sampling seed
+  :strategy NAME   whole | resume | best-first                    :model PATH  load another model
+  :header FILE     header for the next theorems (:header none)    :save FILE   save the last proof found
+  :show            current settings                               :quit        leave (or Ctrl-D)"""
+
+# :command -> (config field, type)
+_SETTINGS: dict[str, tuple[str, Callable]] = {
+    "budget": ("budget", int), "time": ("time_limit", float), "temp": ("temperature", float), "top_p": ("top_p", float),
+    "round": ("round_size", int), "seed": ("seed", int),
+}
+
+
+class InteractiveSession:
+    def __init__(self, config: SearchConfig, session: SearchSession | None = None, console: Console | None = None):
+        self.session = session or SearchSession(config)
+        self.console = console or Console()
+        self.last: SearchResult | None = None
+
+    @property
+    def config(self) -> SearchConfig:
+        return self.session.config
+
+    def run(self) -> int:
+        history = self._load_history()
+        try:
+            self.console.print(f"[bold]prover search[/] · task {self.session.task.name} · strategy {self.config.strategy} · "
+                               f"budget {self.config.budget}. Paste a statement, then a blank line; :help for commands.")
+            self._load_model()
+            while True:
+                try:
+                    text = self._read()
+                except EOFError:
+                    self.console.print()
+                    break
+                except KeyboardInterrupt:
+                    self.console.print("^C")
+                    continue
+                if text.startswith(":"):
+                    if not self.command(text):
+                        break
+                else:
+                    self.prove(text)
+        finally:
+            self._save_history(history)
+            self.session.close()
+        return 0
+
+    def _read(self) -> str:
+        """One command (a line starting with ':') or one statement (lines up to a blank line)."""
+        lines: list[str] = []
+        while True:
+            line = input(MORE if lines else PROMPT)
+            if not lines and line.strip().startswith(":"):
+                return line.strip()
+            if not line.strip():
+                if lines:
+                    return "\n".join(lines) + "\n"
+                continue
+            lines.append(line)
+
+    def _load_model(self) -> None:
+        if not self.config.sampler.model:
+            self.console.print("[yellow]no model yet[/]: load one with :model PATH")
+            return
+        try:
+            with self.console.status(f"loading {self.config.sampler.model}"):
+                self.session.sampler
+        except Exception as exc:  # a bad path must not end the session: the user can :model again
+            self.console.print(f"[red]could not load the model[/]: {exc}", highlight=False)
+            self.session.set_model(None)
+
+    def prove(self, text: str) -> None:
+        try:
+            problem = self.session.problem_from_text(text)
+            with self.console.status("checking the statement"):
+                self.session.check_statement(problem)
+        except StatementError as exc:
+            self.console.print(f"[red]bad statement[/]: {exc}", highlight=False)
+            return
+        if not self.config.sampler.model:
+            self.console.print("[red]no model[/]: load one with :model PATH")
+            return
+        try:
+            result = run_search(self.session, problem, self.console, live=self.console.is_terminal)
+        except SearchError as exc:
+            self.console.print(f"[red]search failed[/]: {exc}", highlight=False)
+            return
+        if result.proved:
+            self.last = result
+            self.console.print(render_proof(result))
+            self.console.print("[dim]:save FILE writes it to a file[/]")
+        else:
+            self.console.print("\n".join(summary_lines(result)), style="yellow", highlight=False, markup=False)
+
+    def command(self, line: str) -> bool:
+        """Apply one ``:command``; False means quit."""
+        name, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        if name in ("quit", "q", "exit"):
+            return False
+        if name == "help":
+            self.console.print(HELP, highlight=False, markup=False)
+        elif name == "show":
+            self._show()
+        elif name in _SETTINGS or name == "strategy":
+            self._set(name, arg)
+        elif name == "model":
+            if not arg:
+                self.console.print("usage: :model PATH")
+            else:
+                self.session.set_model(arg)
+                self._load_model()
+        elif name == "header":
+            self._header(arg)
+        elif name == "save":
+            self._save(arg)
+        else:
+            self.console.print(f"[red]unknown command[/] :{name}; :help lists them")
+        return True
+
+    def _set(self, name: str, arg: str) -> None:
+        if name == "strategy":
+            if arg not in STRATEGIES:
+                self.console.print(f"[red]unknown strategy[/] {arg!r}; choose one of {', '.join(STRATEGIES)}")
+                return
+            field, value = "strategy", arg
+        else:
+            field, kind = _SETTINGS[name]
+            try:
+                value = kind(arg)
+            except ValueError:
+                self.console.print(f"[red]:{name} needs a {kind.__name__}[/], got {arg!r}")
+                return
+        try:
+            self.session.config = dataclasses.replace(self.config, **{field: value})  # __post_init__ checks the value
+        except ValueError as exc:
+            self.console.print(f"[red]{exc}[/]", highlight=False)
+            return
+        self.console.print(f"{field} = {value}")
+
+    def _header(self, arg: str) -> None:
+        if arg in ("", "none"):
+            self.session.config = dataclasses.replace(self.config, header=None)
+            self.console.print("header: the task's default")
+        elif not Path(arg).expanduser().is_file():
+            self.console.print(f"[red]no such file[/] {arg}")
+        else:
+            self.session.config = dataclasses.replace(self.config, header=arg)
+            self.console.print(f"header: {arg}")
+
+    def _save(self, arg: str) -> None:
+        if self.last is None:
+            self.console.print("[yellow]no proof found yet[/]")
+            return
+        if not arg:
+            self.console.print("usage: :save FILE")
+            return
+        path = Path(arg).expanduser()
+        # A new file gets the header, so that it checks on its own; later proofs are appended.
+        text = self.last.full_text.rstrip() + "\n"
+        text = ("\n" + text) if path.exists() else (self.last.problem.header.rstrip() + "\n\n" + text).lstrip()
+        with path.open("a") as f:
+            f.write(text)
+        self.console.print(f"saved to {path}")
+
+    def _show(self) -> None:
+        c = self.config
+        self.console.print(
+            f"task {self.session.task.name} · model {c.sampler.model} · strategy {c.strategy} · budget {c.budget} · "
+            f"time {c.time_limit:g} s · temp {c.temperature} · top_p {c.top_p} · round {c.round_size} · seed {c.seed} · "
+            f"header {c.header or 'default'}", highlight=False)
+
+    def _load_history(self) -> Path | None:
+        if readline is None:
+            return None
+        path = Path(self.config.history_file).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                readline.read_history_file(str(path))
+        except OSError as exc:
+            logger.warning("history file %s unusable: %s", path, exc)
+            return None
+        readline.set_history_length(1000)
+        return path
+
+    def _save_history(self, path: Path | None) -> None:
+        if readline is not None and path is not None:
+            try:
+                readline.write_history_file(str(path))
+            except OSError as exc:
+                logger.warning("could not write history to %s: %s", path, exc)
