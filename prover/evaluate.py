@@ -92,8 +92,10 @@ def run(config: EvalConfig) -> tuple[Summary, Path]:
         except (ValueError, FileNotFoundError, OSError, ConfigError) as exc:
             raise SetupError(f"verifier: {exc}") from exc
         sampler = stack.enter_context(make_sampler(config.sampler))
+        # Tasks whose completions end at a known marker say so in `stop` (not part of the Task interface)
+        stop = config.stop if config.stop is not None else list(getattr(task, "stop", None) or [])
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
-                                stop=list(config.stop))
+                                stop=stop)
         identity = {"model": config.sampler.model, "task_config": to_dict(config.task),
                     "verifier": {k: to_dict(config.verifier)[k] for k in ("allow_native", "axiom_allowlist", "timeout")}}
         summary = evaluate(task, sampler, verifier, problems, samples=config.samples, run_dir=run_dir, ks=config.k,

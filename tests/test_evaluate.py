@@ -25,6 +25,7 @@ MODULI = [1, 2, 3, 7, 40, 10**9]
 
 class ExactTask(Task):
     name = "exact"
+    stop = ["QED"]  # what the CLI samples with unless --stop says otherwise
 
     def __init__(self, config: TaskConfig | None = None):
         self.config = config or TaskConfig(name="exact")
@@ -40,7 +41,7 @@ class ExactTask(Task):
     def build_prompt(self, problem):
         return f"start {problem.name} goal"
 
-    def extract_proof(self, completion):
+    def extract_proof(self, completion, problem=None):
         return completion.strip() or None
 
     def make_verifier(self, config=None):
@@ -82,42 +83,13 @@ class ListSampler(Sampler):
                 for _ in prompts]
 
 
-class TinyHFSampler(Sampler):
-    """Seeded transformers sampling on the tiny model (stands in until prover.sampling's hf backend lands)."""
-
-    def __init__(self, path):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
-
-    def generate(self, prompts, params):
-        import torch
-
-        out = []
-        for prompt in prompts:
-            torch.manual_seed(params.seed)
-            ids = self.tokenizer(prompt, return_tensors="pt").input_ids
-            with torch.no_grad():
-                gen = self.model.generate(ids, do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                                          max_new_tokens=params.max_tokens, num_return_sequences=params.n,
-                                          output_scores=True, return_dict_in_generate=True)
-            new = gen.sequences[:, ids.shape[1]:]
-            logprobs = torch.stack(gen.scores, 1).log_softmax(-1).gather(-1, new[..., None])[..., 0]
-            completions = []
-            for row, lp in zip(new, logprobs):
-                eos = (row == self.tokenizer.eos_token_id).nonzero()
-                end = int(eos[0]) + 1 if len(eos) else len(row)
-                total = float(lp[:end].sum())
-                completions.append(Completion(self.tokenizer.decode(row[:end], skip_special_tokens=True),
-                                              row[:end].tolist(), total, total / end, "stop" if len(eos) else "length"))
-            out.append(completions)
-        return out
-
-
 @pytest.fixture(scope="module")
 def hf_sampler(tiny_model_dir):
-    return TinyHFSampler(tiny_model_dir)
+    from prover.sampling import make_sampler
+    from prover.sampling.config import SamplerConfig
+
+    with make_sampler(SamplerConfig(backend="hf", model=str(tiny_model_dir), device="cpu")) as sampler:
+        yield sampler
 
 
 PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=12)
@@ -245,22 +217,16 @@ def test_resume_under_other_settings_is_refused(tmp_path):
 
 
 @pytest.fixture
-def exact_registry(monkeypatch, hf_sampler):
-    """The CLI on the exact task (registered for the test) and the session's HF sampler."""
+def exact_registry(monkeypatch):
+    """The CLI on the exact task, registered for the test."""
     from prover.tasks import base
 
     monkeypatch.setitem(base._REGISTRY, "exact", f"{__name__}:ExactTask")
 
-    class Borrowed(Sampler):  # the module's sampler, not closed by the CLI
-        def generate(self, prompts, params):
-            return hf_sampler.generate(prompts, params)
-
-    monkeypatch.setattr("prover.sampling.make_sampler", lambda config: Borrowed())
-
 
 def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
     args = ["--model", str(tiny_model_dir), "--task.name", "exact", "--samples", "8", "--k", "1,4,8",
-            "--max_tokens", "12", "--bootstrap", "100"]
+            "--max_tokens", "12", "--bootstrap", "100", "--sampler.backend", "hf", "--sampler.device", "cpu"]
     assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "pass@k" in out and "problems solved" in out
@@ -272,6 +238,16 @@ def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
     out = capsys.readouterr().out
     assert "hot" in out and "cool" in out and "pass@8" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("extra,stop", [([], ["QED"]), (["--stop", "END,DONE"], ["END", "DONE"])])
+def test_cli_samples_with_the_tasks_stop_strings(tmp_path, exact_registry, tiny_model_dir, monkeypatch, extra, stop):
+    sampler = ListSampler(["a"])
+    monkeypatch.setattr("prover.sampling.make_sampler", lambda config: sampler)
+    argv = ["--model", str(tiny_model_dir), "--task.name", "exact", "--samples", "2", "--plot", "false",
+            "--progress", "false", "--run_dir", str(tmp_path), *extra]
+    assert main(argv) == 0
+    assert all(params.stop == stop and params.n == 2 for _, params in sampler.calls)
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -32,7 +32,7 @@ class EvalConfig:
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
     max_tokens: int = field(default=2048, metadata={"help": "tokens per completion at most"})
-    stop: list[str] = field(default_factory=list, metadata={"help": "stop strings (the task must still see its closing marker; see docs/evaluation.md)"})
+    stop: list[str] | None = field(default=None, metadata={"help": "stop strings (kept in the completion); default: the task's own (the closing fence for Lean continuation prompts)"})
     run_dir: str | None = field(default=None, metadata={"help": "where results go; rerunning with the same directory resumes. Default runs/eval/<model>_<dataset>_n<samples>_s<seed>"})
     chunk_size: int = field(default=4, metadata={"help": "problems sampled before their proofs are handed to the verifier (verification overlaps the next chunk's sampling)"})
     error_retries: int = field(default=2, metadata={"help": "re-checks of a proof whose verdict is ERROR (checker failure) before it is recorded as such"})

@@ -64,7 +64,7 @@ class _Item:
     @classmethod
     def from_completion(cls, task: Task, problem: Problem, index: int, seed: int, completion: Completion,
                         seconds: float) -> "_Item":
-        return cls(problem, index, seed, completion.text, task.extract_proof(completion.text),
+        return cls(problem, index, seed, completion.text, task.extract_proof(completion.text, problem),
                    len(completion.token_ids), completion.logprob_sum, completion.logprob_mean,
                    completion.finish_reason, seconds)
 
