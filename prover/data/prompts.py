@@ -93,6 +93,8 @@ def extract_restated(completion: str, statement: str, require_closing_fence: boo
     if match is None:
         return None
     proof = block[match.end():].rstrip()
+    if statement.endswith("\n"):  # the trusted statement brings the line break after `:= by`
+        proof = re.sub(r"^[ \t]*\n", "", proof, count=1)
     return proof if proof.strip() else None
 
 

@@ -8,6 +8,7 @@ so a token's log-prob is the log of the probability it was actually drawn with. 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import torch
 from transformers import (
@@ -129,13 +130,14 @@ class HFSampler(Sampler):
     def _generate_batch(self, prompts: list[str], params: SamplingParams, seed: int | None) -> list[list[Completion]]:
         input_ids, mask = self._pad_left(encode_prompts(self.tokenizer, prompts))
         sample = params.temperature > 0
+        rows_per_prompt = params.n if sample else 1  # greedy samples are n copies of one (as in vLLM)
         recorder = _SampledTokenLogprobs()
         processors = sampling_processors(params.temperature, params.top_p)
         processors.append(recorder)
         gen_config = GenerationConfig(
             do_sample=sample,
             max_new_tokens=params.max_tokens,
-            num_return_sequences=params.n,
+            num_return_sequences=rows_per_prompt,
             # temperature and top-p are in `processors`, ahead of the recorder; generate's own
             # warpers would run after every custom processor, so they are switched off here.
             **({"temperature": 1.0, "top_p": 1.0, "top_k": 0} if sample else {}),
@@ -157,9 +159,10 @@ class HFSampler(Sampler):
         generated = sequences[:, input_ids.shape[1]:]
         logprobs = recorder.collect(generated).cpu()
         generated = generated.cpu()
-        completions = [self._completion(generated[i].tolist(), logprobs[i].tolist(), params)
-                       for i in range(generated.shape[0])]
-        return [completions[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        rows = [self._completion(generated[i].tolist(), logprobs[i].tolist(), params) for i in range(generated.shape[0])]
+        if not sample:
+            return [[dataclasses.replace(row) for _ in range(params.n)] for row in rows]
+        return [rows[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

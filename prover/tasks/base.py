@@ -37,8 +37,12 @@ class Task(abc.ABC):
         """The text the model continues with a proof."""
 
     @abc.abstractmethod
-    def extract_proof(self, completion: str) -> str | None:
-        """The proof inside a completion, or None when it is malformed (e.g. an unclosed fence)."""
+    def extract_proof(self, completion: str, problem: Problem | None = None) -> str | None:
+        """The proof inside a completion, or None when it is malformed (e.g. an unclosed fence).
+
+        ``problem``: the theorem the completion answers. Formats in which the model restates the
+        theorem (Lean chat templates) need it to check that the statement was not changed.
+        """
 
     def proof_request(self, problem: Problem, proof: str) -> ProofRequest:
         """Trusted header and statement from the problem, proof from the model."""
