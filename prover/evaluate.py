@@ -89,7 +89,7 @@ def run(config: EvalConfig) -> tuple[Summary, Path]:
     with ExitStack() as stack:
         try:
             verifier = stack.enter_context(task.make_verifier(config.verifier))
-        except (ValueError, FileNotFoundError, OSError, ConfigError) as exc:
+        except (ValueError, OSError, RuntimeError) as exc:  # the verifier's LeanSetupError is a RuntimeError
             raise SetupError(f"verifier: {exc}") from exc
         sampler = stack.enter_context(make_sampler(config.sampler))
         # Tasks whose completions end at a known marker say so in `stop` (not part of the Task interface)

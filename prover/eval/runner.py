@@ -164,6 +164,9 @@ def evaluate(task: Task, sampler: Sampler, verifier: Verifier, problems: Sequenc
     records, skipped = read_records(run_dir / RESULTS_FILE)
     summary = summarize(records, names, samples, ks, bootstrap, confidence, seed, skipped)
     summary.save(run_dir)
+    if summary.errors:
+        logger.warning("%d samples still have checker failures (ERROR) and are left out of pass@k; "
+                       "rerun the same command to check them again", summary.errors)
     logger.info("evaluated %d problems in %.1f s; summary in %s", len(problems), time.monotonic() - started, run_dir)
     return summary
 
