@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from prover.verifier.verdict import ProofRequest, Verdict
 
@@ -26,6 +26,9 @@ class Verifier(abc.ABC):
         Implementations that own a background event loop override this to submit there.
         """
         return asyncio.run(self.check_many(requests))
+
+    def warm(self, headers: Iterable[str]) -> None:
+        """Get ready for proofs under ``headers`` (start workers, load the header); a no-op by default."""
 
     def close(self) -> None:
         """Release workers. Safe to call twice."""

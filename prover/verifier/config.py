@@ -31,6 +31,51 @@ class VerifierConfig:
     axiom_allowlist: list[str] = field(default_factory=lambda: ["propext", "Classical.choice", "Quot.sound"], metadata={"help": "axioms a proof may depend on"})
     ray_address: str | None = field(default=None, metadata={"help": "Ray cluster address for backend=ray (default: auto)"})
     ray_cpus_per_actor: int = field(default=8, metadata={"help": "CPUs (REPL workers) per Ray verifier actor"})
+    check_memory_mb: int = field(default=24576, metadata={"help": "resident memory (MB) at which a running check is stopped: verdict timeout, check=memory (one miniF2F proof once took 170 GB); 0 = none"})
+    max_open_files: int = field(default=4096, metadata={"help": "RLIMIT_NOFILE per worker"})
+    max_processes: int = field(default=8192, metadata={"help": "RLIMIT_NPROC per worker; Linux counts every thread of the user, so keep it well above what the user already runs; 0 = none"})
+    max_file_mb: int = field(default=1024, metadata={"help": "RLIMIT_FSIZE per worker (MB): the largest file a worker may write, its stderr log included"})
+    max_response_mb: int = field(default=64, metadata={"help": "largest REPL answer read (MB); a larger one counts as a broken worker"})
+    scratch_dir: str | None = field(default=None, metadata={"help": "where workers get their private scratch directories (default: the system temp dir)"})
+    max_pending: int = field(default=0, metadata={"help": "requests submitted with submit() that may wait at once before submit() blocks; 0 = 8 x workers"})
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers}: need at least 1 REPL worker")
+        for name in ("timeout", "start_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be a positive number of seconds")
+        if self.max_checks_per_worker < 1 or self.max_headers < 1:
+            raise ValueError(f"max_checks_per_worker={self.max_checks_per_worker}, max_headers={self.max_headers}: both must be >= 1")
+        for name in ("memory_limit_mb", "check_memory_mb", "address_space_mb", "cpu_seconds", "max_open_files",
+                     "max_processes", "max_file_mb", "max_pending"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0 (0 = no limit)")
+        if self.max_response_mb < 1:
+            raise ValueError(f"max_response_mb={self.max_response_mb}: must be >= 1")
+        if self.repl_command is not None and not self.repl_command:
+            raise ValueError("repl_command is empty: give the full command line or leave it unset")
 
     def resolved_lean_project(self) -> str | None:
         return self.lean_project or os.environ.get("PROVER_LEAN_PROJECT") or None
+
+    def effective_axiom_allowlist(self) -> set[str]:
+        """The allowlist, plus the compiler-trust axioms when native evaluation is allowed."""
+        allowed = set(self.axiom_allowlist)
+        if self.allow_native:
+            allowed |= NATIVE_AXIOMS
+        return allowed
+
+
+# What `native_decide` / `decide +native` proofs depend on (Lean.trustCompiler from Lean v4.17 on).
+NATIVE_AXIOMS = frozenset({"Lean.ofReduceBool", "Lean.ofReduceNat", "Lean.trustCompiler"})
+
+# The header miniF2F / Lean Workbook statements are checked under (DeepSeek-Prover-V1.5 convention).
+DEFAULT_HEADER = """import Mathlib
+import Aesop
+
+set_option maxHeartbeats 400000
+
+open BigOperators Real Nat Topology Rat
+
+"""

@@ -1,0 +1,119 @@
+"""Find the Lean project and the command that starts one REPL in it.
+
+The REPL needs the search path that ``lake env`` computes (LEAN_PATH and friends). Running
+``lake env`` for every worker is slow and can make Lake resolve or clone dependencies at start,
+racing with other workers on ``.lake``; so the environment is resolved once per project and kept in
+``.lake/prover-env.json`` (refreshed when ``lake-manifest.json`` or ``lean-toolchain`` changes), and
+workers start the REPL binary directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from prover.verifier.config import VerifierConfig
+from prover.verifier.errors import LeanSetupError
+
+logger = logging.getLogger(__name__)
+
+REPL_RELPATH = Path(".lake/packages/REPL/.lake/build/bin/repl")
+ENV_CACHE = Path(".lake/prover-env.json")
+SETUP_HINT = ("build it with `bash scripts/setup_lean.sh` (installs elan, fetches Mathlib's build cache, "
+              "builds the REPL) and point to it with `export PROVER_LEAN_PROJECT=/path/to/repo` "
+              "or `--lean_project /path/to/repo`")
+_KEEP = ("LEAN", "LAKE", "ELAN")  # prefixes of the variables lake env sets
+_KEEP_EXACT = ("PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH")
+
+
+def find_lean_project(config: VerifierConfig) -> Path:
+    """The Lake project from config or $PROVER_LEAN_PROJECT; LeanSetupError naming the fix otherwise."""
+    where = config.resolved_lean_project()
+    if not where:
+        raise LeanSetupError(f"no Lean project configured: {SETUP_HINT}")
+    project = Path(where).expanduser().resolve()
+    if not project.is_dir():
+        raise LeanSetupError(f"Lean project {project} does not exist: {SETUP_HINT}")
+    if not any((project / f).is_file() for f in ("lakefile.lean", "lakefile.toml")):
+        raise LeanSetupError(f"{project} has no lakefile.lean / lakefile.toml, so it is not a Lake project: {SETUP_HINT}")
+    return project
+
+
+def find_repl(config: VerifierConfig, project: Path) -> Path:
+    repl = Path(config.repl_path).expanduser() if config.repl_path else project / REPL_RELPATH
+    if not (repl.is_file() and os.access(repl, os.X_OK)):
+        raise LeanSetupError(f"REPL binary {repl} not found or not executable (run `lake build repl` in {project}); "
+                             f"{SETUP_HINT}")
+    return repl.resolve()
+
+
+def _fingerprint(project: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("lake-manifest.json", "lean-toolchain"):
+        f = project / name
+        h.update(f.read_bytes() if f.is_file() else b"-")
+    return h.hexdigest()
+
+
+def lean_env(project: Path) -> dict[str, str]:
+    """The variables ``lake env`` sets in ``project`` (LEAN_PATH, LEAN_SYSROOT, PATH, ...), cached on disk."""
+    cache = project / ENV_CACHE
+    fingerprint = _fingerprint(project)
+    try:
+        data = json.loads(cache.read_text())
+        if data.get("fingerprint") == fingerprint:
+            return data["env"]
+    except (OSError, ValueError, KeyError):
+        pass
+    lake = shutil.which("lake") or str(Path("~/.elan/bin/lake").expanduser())
+    if not Path(lake).is_file():
+        raise LeanSetupError(f"`lake` not found on PATH or in ~/.elan/bin: {SETUP_HINT}")
+    logger.info("resolving the Lean environment with `lake env` in %s (once)", project)
+    try:
+        out = subprocess.run([lake, "env", "env", "-0"], cwd=project, capture_output=True, timeout=600, check=True)
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        raise LeanSetupError(f"`lake env` failed in {project}: {exc} {detail.decode(errors='replace')[-500:]}; "
+                             f"{SETUP_HINT}") from exc
+    env = {}
+    for item in out.stdout.decode().split("\0"):
+        key, eq, value = item.partition("=")
+        if eq and (key.startswith(_KEEP) or key in _KEEP_EXACT):
+            env[key] = value
+    if "LEAN_PATH" not in env:
+        raise LeanSetupError(f"`lake env` in {project} set no LEAN_PATH; {SETUP_HINT}")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    try:  # atomic: several pools may resolve at once
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "env": env}, indent=1))
+        tmp.replace(cache)
+    except OSError as exc:
+        logger.warning("could not cache the Lean environment in %s: %s", cache, exc)
+    return env
+
+
+def repl_launch(config: VerifierConfig) -> tuple[list[str], dict[str, str]]:
+    """The command line that starts one REPL and the environment variables it needs."""
+    if config.repl_command:
+        # Workers run in their scratch directory: make relative file arguments absolute.
+        return [str(Path(a).resolve()) if not a.startswith("-") and "/" in a and Path(a).exists() else a
+                for a in config.repl_command], {}
+    project = find_lean_project(config)
+    repl = find_repl(config, project)
+    return [str(repl)], lean_env(project)
+
+
+def lean_version_id(config: VerifierConfig) -> str:
+    """What the verdicts of this setup depend on besides the policy: the REPL command or the toolchain."""
+    if config.repl_command:
+        return "command:" + " ".join(config.repl_command)
+    where = config.resolved_lean_project()
+    project = Path(where) if where else None
+    if project and (project / "lean-toolchain").is_file():
+        return f"{(project / 'lean-toolchain').read_text().strip()}:{_fingerprint(project)[:16]}"
+    return f"project:{where}"

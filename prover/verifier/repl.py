@@ -1,0 +1,199 @@
+"""One REPL process and its protocol (leanprover-community/repl, or anything that speaks it).
+
+Protocol: a request is one line of JSON (``json.dumps`` escapes newlines: the REPL joins a request's
+lines after trimming them, so a raw newline inside a string would be lost) followed by a blank
+line. An answer is a JSON object, pretty-printed over several lines, followed by a blank line; JSON
+never contains a blank line, so an answer is everything up to the next ``\\n\\n``.
+
+The process runs in its own session (so its whole process group can be killed at once), in a
+private scratch directory with a clean environment, under the launcher of ``sandbox.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prover.verifier import sandbox as sandbox_mod
+from prover.verifier.errors import ReplCrashed, ReplProtocolError, ReplTimeout
+
+logger = logging.getLogger(__name__)
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+if hasattr(asyncio, "timeout"):  # Python >= 3.11: no extra task per request
+    async def _with_timeout(coro, timeout: float | None):
+        async with asyncio.timeout(timeout):
+            return await coro
+else:
+    async def _with_timeout(coro, timeout: float | None):
+        return await asyncio.wait_for(coro, timeout)
+
+
+class ReplProcess:
+    """A started REPL: ``request`` sends one JSON request and returns the JSON answer.
+
+    Failures raise ``ReplTimeout`` (no answer in time; the group is killed), ``ReplCrashed`` (exit,
+    EOF, killed) or ``ReplProtocolError`` (an answer that is not a JSON object, or one too large).
+    After any of them the process is dead and must be replaced.
+    """
+
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, sandbox: str = "none",
+                 limits: dict[str, int] | None = None, scratch_root: str | None = None,
+                 max_response_bytes: int = 64 << 20, name: str = "repl"):
+        self.argv = list(argv)
+        self.extra_env = dict(env or {})
+        self.sandbox = sandbox
+        self.limits = dict(limits or {})
+        self.scratch_root = scratch_root
+        self.max_response_bytes = max_response_bytes
+        self.name = name
+        self.scratch: Path | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.oom = False  # set by a memory watchdog before it kills the process
+        self._tree: list[int] = []
+        self._stderr_path: Path | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def _child_env(self) -> dict[str, str]:
+        env = {"PATH": _BASE_PATH, "HOME": str(self.scratch), "TMPDIR": str(self.scratch), "LANG": "C.UTF-8"}
+        env.update(self.extra_env)
+        if "PATH" in self.extra_env:  # lake's PATH first (the toolchain), then the basics
+            env["PATH"] = f"{self.extra_env['PATH']}:{_BASE_PATH}"
+        return env
+
+    async def start(self) -> None:
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"prover-{self.name}-", dir=self.scratch_root))
+        self._stderr_path = self.scratch / "stderr.log"
+        inner = sandbox_mod.wrap(self.argv, self.sandbox, str(self.scratch))
+        with open(self._stderr_path, "wb") as stderr:
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *sandbox_mod.launcher_argv(inner, self.limits), stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE, stderr=stderr, env=self._child_env(), cwd=self.scratch,
+                    start_new_session=True, limit=self.max_response_bytes)
+            except OSError as exc:
+                self._remove_scratch()
+                raise ReplCrashed(f"could not start {self.argv[0]}: {exc}") from exc
+
+    def stderr_tail(self, limit: int = 1500) -> str:
+        try:
+            with open(self._stderr_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - limit))
+                return f.read().decode(errors="replace").strip()
+        except (OSError, TypeError):
+            return ""
+
+    async def request(self, payload: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """Send ``payload``, return the answer; kill the process on any failure."""
+        if not self.alive:
+            raise ReplCrashed(f"{self.name} is not running", self.stderr_tail())
+        try:
+            raw = await _with_timeout(self._exchange(payload), timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            raise ReplTimeout(f"no answer within {timeout:g} s") from None
+        except asyncio.LimitOverrunError:
+            self.kill()
+            raise ReplProtocolError(f"answer larger than {self.max_response_bytes >> 20} MB") from None
+        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as exc:
+            code = await self._reap()
+            raise ReplCrashed(self._death_reason(code), self.stderr_tail()) from exc
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            self.kill()
+            raise ReplProtocolError(f"unparsable answer: {raw[:200]!r}", self.stderr_tail()) from None
+        if not isinstance(answer, dict):
+            self.kill()
+            raise ReplProtocolError(f"answer is not a JSON object: {raw[:200]!r}")
+        return answer
+
+    async def _exchange(self, payload: dict[str, Any]) -> bytes:
+        self.proc.stdin.write(json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
+        await self.proc.stdin.drain()
+        while True:
+            raw = await self.proc.stdout.readuntil(b"\n\n")
+            if raw.strip():
+                return raw
+
+    async def _reap(self) -> int | None:
+        self.kill()
+        try:
+            return await _with_timeout(self.proc.wait(), 5)
+        except asyncio.TimeoutError:
+            return None
+
+    def _death_reason(self, code: int | None) -> str:
+        if self.oom:
+            return "killed by the memory watchdog"
+        if code is not None and code < 0:
+            return f"{self.name} died of signal {signal.Signals(-code).name}"
+        return f"{self.name} exited (code {code})"
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (the REPL, its sandbox, anything they started)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    async def close(self) -> None:
+        """Kill, reap and remove the scratch directory. Safe to call twice."""
+        if self.proc is not None:
+            self.kill()
+            await self._reap()
+            for pipe in (self.proc.stdin,):
+                if pipe is not None:
+                    pipe.close()
+        self._remove_scratch()
+
+    def _remove_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def snapshot_tree(self) -> None:
+        """Remember the process tree (launcher, sandbox, REPL) whose memory ``rss_mb`` adds up."""
+        if not self.alive:
+            return
+        pids, frontier = [self.proc.pid], [self.proc.pid]
+        while frontier:
+            pid = frontier.pop()
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                children = []
+            pids += children
+            frontier += children
+        self._tree = pids
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process tree in MB (snapshot taken by ``snapshot_tree``)."""
+        total = 0
+        for pid in self._tree or ([self.proc.pid] if self.proc else []):
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+        return total * _PAGE / (1 << 20)

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""A stand-in for the Lean REPL (leanprover-community/repl) that speaks its protocol exactly and acts
+out Lean's outcomes and the faults of a real process, as directed by the text it is sent.
+
+Run: ``python tests/repl_double.py [--sorry-quote apostrophe|backtick] [--cost S] [--start-delay S]
+[--graph FILE] [--tag TAG]`` (``--tag`` is ignored; it marks the process so tests can find it).
+
+Protocol (as the real REPL): a request is JSON text ended by a blank line (lines are trimmed and
+joined); an answer is pretty-printed JSON followed by a blank line; malformed JSON prints
+"Could not parse JSON" to stderr and exits 1.
+
+* ``{"cmd": text}`` (no env): a fresh environment (the header); answers ``{"env": n}``.
+* ``{"cmd": text, "env": n}``: runs ``text`` on env n; answers ``{"env": m, "messages"?, "sorries"?}``;
+  an unknown n answers ``{"message": "Unknown environment."}``. A ``theorem``/``lemma`` in the text
+  is recorded in env m with the axioms it depends on.
+* ``{"cmd": "#print axioms NAME", "env": n}``: an info message
+  ``'NAME' depends on axioms: [propext, Classical.choice, Quot.sound]`` (or ``does not depend on any
+  axioms``); an unknown NAME gives an error message.
+* ``{"tactic": t, "proofState": k}``: tactic mode over a state graph (below).
+
+Directives, written anywhere in a command (usually inside a comment, which the verifier's screen
+ignores), as ``double:NAME`` or ``double:NAME=ARG``; several may be combined:
+
+    accept            the default: no messages, axioms propext, Classical.choice, Quot.sound
+    no_axioms         the theorem depends on no axioms at all
+    error[=TEXT]      an error message (default "unsolved goals ...")
+    sorry             the sorry warning (quoting per --sorry-quote) and a `sorries` entry
+    silent_sorry      no warning, no sorries, but the theorem depends on sorryAx (the apply? exploit)
+    axiom=NAME        the theorem also depends on axiom NAME
+    slow=S            sleep S seconds before answering
+    hang              never answer
+    exit[=CODE]       exit the process (default code 1)
+    sigkill           SIGKILL itself
+    oom               allocate memory (16 MB steps, every 10 ms) until a limit stops the process
+    garbage           answer with text that is not JSON
+    huge=N            add an info message of N characters
+    unknown_env       answer {"message": "Unknown environment."}
+    spawn             start a grandchild process (sleeping, carrying --tag) before answering
+    write=PATH        try to create PATH; an info message says "write PATH: ok" or "write PATH: failed: ..."
+    connect=HOST:PORT try a TCP connection; an info message says "connect ...: ok" or "...: failed: ..."
+    once=PATH         apply the fault directives above only if PATH does not exist, creating it
+                      (a transient fault: the retry on a fresh worker succeeds)
+    header_error      (in the header) the header does not compile
+
+A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``.
+
+State graph (tactic mode), a JSON file given by --graph or $REPL_DOUBLE_GRAPH:
+
+    {"theorems": {"t": "root"},
+     "states": {"root": {"goals": ["x : ℕ\\n⊢ x = x"], "tactics": {"rfl": "done", "simp": {"error": "simp made no progress"}}},
+                "done": {"goals": []}}}
+
+A command declaring theorem ``t`` with ``sorry`` answers a `sorries` entry whose ``proofState`` is a
+fresh number standing for state "root". ``{"tactic": "rfl", "proofState": k}`` answers
+``{"proofState": k2, "goals": [...], "proofStatus": "Completed"}`` when the goals are empty, else
+``"Incomplete: open goals remain"``; an ``{"error": msg}`` edge answers an error message and no
+new state; a tactic missing from the graph answers ``{"message": "Lean error:\\n<input>:1:1: unknown tactic"}``;
+an unknown k answers ``{"message": "Unknown proof state."}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+DIRECTIVE = re.compile(r"double:([a-z_]+)(?:=(\S+))?")
+DECL = re.compile(r"\b(?:theorem|lemma)\s+(\S+)")
+PRINT_AXIOMS = re.compile(r"^\s*#print\s+axioms\s+(\S+)\s*$")
+COMMENT = re.compile(r"--[^\n]*|/-.*?-/", re.S)
+FAULTS = {"slow", "hang", "exit", "sigkill", "oom", "garbage", "unknown_env", "error", "sorry", "silent_sorry",
+          "axiom", "huge"}
+STANDARD_AXIOMS = ["propext", "Classical.choice", "Quot.sound"]
+
+
+class Double:
+    def __init__(self, args):
+        self.args = args
+        self.envs: dict[int, dict[str, list[str]]] = {}
+        self.graph = {"theorems": {}, "states": {}}
+        path = args.graph or os.environ.get("REPL_DOUBLE_GRAPH")
+        if path:
+            with open(path) as f:
+                self.graph = json.load(f)
+        self.proof_states: dict[int, str] = {}
+        self.quote = "`" if args.sorry_quote == "backtick" else "'"
+
+    # -- helpers
+    def new_env(self, theorems: dict[str, list[str]]) -> int:
+        env = len(self.envs)
+        self.envs[env] = theorems
+        return env
+
+    def new_state(self, node: str) -> int:
+        k = len(self.proof_states)
+        self.proof_states[k] = node
+        return k
+
+    @staticmethod
+    def message(severity: str, data: str, line: int = 1) -> dict:
+        return {"severity": severity, "pos": {"line": line, "column": 0}, "endPos": {"line": line, "column": 1},
+                "data": data}
+
+    # -- requests
+    def handle(self, req: dict) -> dict | None:
+        if "tactic" in req:
+            return self.tactic(req)
+        text = req.get("cmd", "")
+        directives = [(m.group(1), m.group(2)) for m in DIRECTIVE.finditer(text)]
+        directives = self.drop_spent_faults(directives)
+        names = {d for d, _ in directives}
+        if "env" not in req:
+            time.sleep(self.args.start_delay)
+            messages = [self.message("error", "unknown package 'Mathlib'")] if "header_error" in names else []
+            return self.answer(self.new_env({}), messages)
+        if req["env"] not in self.envs or "unknown_env" in names:
+            return {"message": "Unknown environment."}
+        base = self.envs[req["env"]]
+        printed = PRINT_AXIOMS.match(text)
+        if printed:
+            return self.print_axioms(printed.group(1), base)
+        if self.args.cost:
+            time.sleep(self.args.cost)
+        return self.command(text, directives, names, base)
+
+    def drop_spent_faults(self, directives):
+        once = [arg for d, arg in directives if d == "once"]
+        if not once:
+            return directives
+        if os.path.exists(once[0]):
+            return [(d, a) for d, a in directives if d not in FAULTS]
+        with open(once[0], "w"):
+            pass
+        return directives
+
+    def command(self, text, directives, names, base) -> dict | None:
+        messages, sorries, axioms = [], [], list(STANDARD_AXIOMS)
+        code = COMMENT.sub(" ", text)
+        for name, arg in directives:
+            if name == "slow":
+                time.sleep(float(arg))
+            elif name == "hang":
+                while True:
+                    time.sleep(3600)
+            elif name == "exit":
+                sys.stdout.flush()
+                os._exit(int(arg or 1))
+            elif name == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif name == "oom":
+                hoard = []
+                while True:
+                    hoard.append(b"\x01" * (16 << 20))
+                    time.sleep(0.01)
+            elif name == "garbage":
+                sys.stdout.write("this is not JSON {{{\n\n")
+                sys.stdout.flush()
+                return None
+            elif name == "huge":
+                messages.append(self.message("info", "x" * int(arg)))
+            elif name == "spawn":
+                subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "--tag", self.args.tag or ""])
+            elif name == "write":
+                try:
+                    with open(arg, "w") as f:
+                        f.write("escaped")
+                    messages.append(self.message("info", f"write {arg}: ok"))
+                except OSError as exc:
+                    messages.append(self.message("info", f"write {arg}: failed: {exc}"))
+            elif name == "connect":
+                host, _, port = arg.rpartition(":")
+                try:
+                    socket.create_connection((host, int(port)), timeout=2).close()
+                    messages.append(self.message("info", f"connect {arg}: ok"))
+                except OSError as exc:
+                    messages.append(self.message("info", f"connect {arg}: failed: {exc}"))
+            elif name == "no_axioms":
+                axioms = []
+            elif name == "axiom":
+                axioms.append(arg)
+            elif name == "silent_sorry":
+                axioms.append("sorryAx")
+        if "error" in names:
+            detail = next(a for d, a in directives if d == "error") or "unsolved goals\n⊢ False"
+            messages.append(self.message("error", detail.replace("_", " "), line=2))
+            axioms.append("sorryAx")  # Lean adds a failed declaration with sorryAx
+        decl = DECL.search(code)
+        theorem = decl.group(1) if decl else None
+        if "sorry" in names or re.search(r"\bsorry\b", code):
+            messages.append(self.message("warning", f"declaration uses {self.quote}sorry{self.quote}"))
+            node = self.graph["theorems"].get(theorem)
+            goals = self.graph["states"][node]["goals"] if node else ["⊢ False"]
+            sorries.append({"goal": "\n".join(goals), "proofState": self.new_state(node) if node else None,
+                            "pos": {"line": 1, "column": 0}, "endPos": {"line": 1, "column": 5}})
+            axioms.append("sorryAx")
+        theorems = dict(base)
+        if theorem:
+            theorems[theorem] = axioms
+        return self.answer(self.new_env(theorems), messages, sorries)
+
+    def print_axioms(self, name: str, theorems: dict) -> dict:
+        if name not in theorems:
+            return self.answer(self.new_env(theorems), [self.message("error", f"unknown constant '{name}'")])
+        axioms = theorems[name]
+        q = self.quote
+        data = (f"{q}{name}{q} depends on axioms: [{', '.join(axioms)}]" if axioms
+                else f"{q}{name}{q} does not depend on any axioms")
+        return self.answer(self.new_env(theorems), [self.message("info", data)])
+
+    def tactic(self, req: dict) -> dict:
+        k = req.get("proofState")
+        if k not in self.proof_states:
+            return {"message": "Unknown proof state."}
+        node = self.graph["states"][self.proof_states[k]]
+        edge = node.get("tactics", {}).get(req["tactic"].strip())
+        if edge is None:
+            return {"message": "Lean error:\n<input>:1:1: unknown tactic"}
+        if isinstance(edge, dict):
+            return {"proofState": k, "goals": node["goals"], "messages": [self.message("error", edge["error"])]}
+        goals = self.graph["states"][edge]["goals"]
+        status = "Completed" if not goals else "Incomplete: open goals remain"
+        return {"proofState": self.new_state(edge), "goals": goals, "proofStatus": status}
+
+    @staticmethod
+    def answer(env: int, messages=(), sorries=()) -> dict:
+        out = {"env": env}
+        if messages:
+            out["messages"] = list(messages)
+        if sorries:
+            out["sorries"] = list(sorries)
+        return out
+
+
+def read_request(stream) -> str | None:
+    """Lines up to a blank line, trimmed and joined (None at end of input)."""
+    lines = []
+    for line in stream:
+        if not line.strip():
+            if lines:
+                return " ".join(lines)
+            continue
+        lines.append(line.strip())
+    return " ".join(lines) if lines else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sorry-quote", choices=["apostrophe", "backtick"], default="apostrophe")
+    parser.add_argument("--cost", type=float, default=0.0, help="seconds slept per proof command")
+    parser.add_argument("--start-delay", type=float, default=0.0, help="seconds slept on the header")
+    parser.add_argument("--graph", help="state graph for tactic mode (JSON)")
+    parser.add_argument("--tag", help="ignored; marks the process")
+    double = Double(parser.parse_args())
+    while (text := read_request(sys.stdin)) is not None:
+        try:
+            req = json.loads(text)
+        except ValueError:
+            sys.stderr.write("Could not parse JSON\n")
+            sys.exit(1)
+        answer = double.handle(req)
+        if answer is not None:
+            sys.stdout.write(json.dumps(answer, indent=2, ensure_ascii=False) + "\n\n")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
