@@ -96,7 +96,9 @@ def run(config: EvalConfig) -> tuple[Summary, Path]:
         stop = config.stop if config.stop is not None else list(getattr(task, "stop", None) or [])
         params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                                 stop=stop)
-        identity = {"model": config.sampler.model, "task_config": to_dict(config.task),
+        # what decides the samples and verdicts; exclude/limit only choose problems and may change
+        task_identity = {k: v for k, v in to_dict(config.task).items() if k not in ("exclude", "limit")}
+        identity = {"model": config.sampler.model, "task_config": task_identity,
                     "verifier": {k: to_dict(config.verifier)[k] for k in ("allow_native", "axiom_allowlist", "timeout")}}
         summary = evaluate(task, sampler, verifier, problems, samples=config.samples, run_dir=run_dir, ks=config.k,
                            sampling_params=params, seed=config.seed, chunk_size=config.chunk_size,

@@ -231,6 +231,10 @@ def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
     out = capsys.readouterr().out
     assert "pass@k" in out and "problems solved" in out
     assert (tmp_path / "a" / "passk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a finished run, rerun on fewer problems: nothing sampled, the summary covers those problems
+    assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1", "--task.limit", "3"]) == 0
+    assert Summary.load(tmp_path / "a").problems == 3 and len(lines(tmp_path / "a")) == len(MODULI) * 8
+    assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1"]) == 0
     assert main([*args, "--run_dir", str(tmp_path / "b"), "--seed", "2", "--temperature", "0.5"]) == 0
     capsys.readouterr()
     png = tmp_path / "cmp.png"
@@ -266,6 +270,17 @@ def test_bad_input_fails_before_sampling(tmp_path, tiny_model_dir, exact_registr
     argv = ["--model", str(tiny_model_dir), "--task.name", "exact", "--run_dir", str(tmp_path / "r"), *extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_lean_project_that_is_not_set_up_fails_before_sampling(tmp_path, tiny_model_dir, shared_data_dir,
+                                                                 monkeypatch, capsys):
+    monkeypatch.setattr("prover.sampling.make_sampler", lambda config: pytest.fail("sampler built"))
+    argv = ["--model", str(tiny_model_dir), "--dataset", str(shared_data_dir / "minif2f_test.parquet"),
+            "--verifier.lean_project", str(tmp_path / "no_lean"), "--run_dir", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: verifier:") and "no_lean" in err
     assert not (tmp_path / "r").exists()
 
 
