@@ -284,6 +284,35 @@ def test_a_lean_project_that_is_not_set_up_fails_before_sampling(tmp_path, tiny_
     assert not (tmp_path / "r").exists()
 
 
+def test_lean_task_with_the_lean_pool_on_the_repl_double(tmp_path, shared_data_dir):
+    """The evaluator on the real Lean task and REPL pool (a REPL stand-in acts out Lean's verdicts)."""
+    import sys
+
+    from prover.tasks.lean import LeanTask
+    from prover.verifier.config import VerifierConfig
+
+    task = LeanTask(TaskConfig(name="lean", dataset=str(shared_data_dir / "minif2f_test.parquet"), limit=3))
+    texts = ["  norm_num -- double:accept\n```", "  linarith -- double:error\n```", "  simp\n",
+             "  sorry\n```", "  nlinarith -- double:exit\n```"]  # the last one crashes the REPL every time
+    double = [sys.executable, str(Path(__file__).with_name("repl_double.py"))]
+    config = VerifierConfig(repl_command=double, workers=2, timeout=10, start_timeout=30)
+    with task.make_verifier(config) as verifier:
+        summary = evaluate(task, ListSampler(texts), verifier, task.load_problems(), samples=5, run_dir=tmp_path,
+                           progress=False, error_retries=0, bootstrap=100)
+    by_text = {}
+    for r in lines(tmp_path):
+        by_text.setdefault(r["completion"], set()).add((r["status"], r["verdict"]["check"]))
+    assert by_text[texts[0]] == {("proved", "axioms")}
+    assert by_text[texts[1]] == {("rejected", "lean")}
+    assert by_text[texts[2]] == {("rejected", "extract")}  # no closing fence
+    assert by_text[texts[3]] == {("rejected", "screen")}
+    assert by_text[texts[4]] == {("error", "infra")}
+    # the crashed checks are neither right nor wrong: n = 4 per problem, so pass@5 covers no problem
+    assert summary.errors == 3 and len(summary.incomplete) == 3
+    assert summary.pass_at_k[1].mean == pytest.approx(1 / 4) and summary.pass_at_k[4].mean == 1.0
+    assert summary.pass_at_k[5].problems == 0
+
+
 def test_compare_needs_finished_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "summary.json does not exist" in capsys.readouterr().err
