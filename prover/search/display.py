@@ -88,7 +88,7 @@ def run_search(session, problem: Problem, console: Console, live: bool) -> Searc
     The worker stops at its next step (a sampling call or a verification batch is not cut short),
     so the model and the verifier are never left half-used; further Ctrl-Cs are ignored meanwhile.
     """
-    cancel = threading.Event()
+    cancel, done = threading.Event(), threading.Event()
     progress = SearchProgress()
     box: dict[str, object] = {}
 
@@ -97,9 +97,12 @@ def run_search(session, problem: Problem, console: Console, live: bool) -> Searc
             box["result"] = session.search(problem, cancel, progress)
         except BaseException as exc:  # handed to the caller's thread
             box["error"] = exc
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name="search", daemon=True)
-    worker.start()
+    # Waiting on an Event, not Thread.join: a Ctrl-C that interrupts join() can leave CPython 3.11
+    # believing the thread has stopped while it still runs (bpo-45274's fix releases its lock).
+    threading.Thread(target=work, name="search", daemon=True).start()
     if live:
         display = Live(get_renderable=lambda: render_progress(progress.snapshot()), console=console,
                        refresh_per_second=4, transient=True)
@@ -107,12 +110,12 @@ def run_search(session, problem: Problem, console: Console, live: bool) -> Searc
         display = _LogProgress(progress)
     try:
         with display:
-            while worker.is_alive():
-                worker.join(0.1)
+            while not done.wait(0.1):
+                pass
     except KeyboardInterrupt:
         cancel.set()
         with _sigint_ignored(), console.status("stopping the search after its current step"):
-            worker.join()
+            done.wait()
     if "error" in box:
         raise box["error"]
     return box["result"]

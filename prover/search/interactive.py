@@ -43,7 +43,7 @@ _SETTINGS: dict[str, tuple[str, Callable]] = {
 class InteractiveSession:
     def __init__(self, config: SearchConfig, session: SearchSession | None = None, console: Console | None = None):
         self.session = session or SearchSession(config)
-        self.console = console or Console()
+        self.console = console or Console(highlight=False)
         self.last: SearchResult | None = None
 
     @property

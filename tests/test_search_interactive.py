@@ -1,0 +1,84 @@
+"""The interactive session through a pseudo-terminal: paste a statement, watch the live progress,
+get the proof and save it, stop a hopeless search with Ctrl-C, change settings, quit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+
+TESTS = Path(__file__).resolve().parent
+# `--task property` is the exact-checker task of test_search.py, registered as a plugin task would be.
+DRIVER = (
+    f"import sys; sys.path.insert(0, {str(TESTS)!r}); from prover.tasks import base; "
+    "base._REGISTRY['property'] = 'test_search:PropertyTask'; "
+    "from prover.search.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+PROMPT = "theorem> "
+
+
+@pytest.fixture
+def session(tiny_model_dir, tmp_path):
+    args = ["-c", DRIVER, "--task", "property", "--model", str(tiny_model_dir), "--sampler.backend", "hf",
+            "--sampler.device", "cpu", "--max_tokens", "16", "--round_size", "4", "--budget", "64",
+            "--history_file", str(tmp_path / "history"), "--log-level", "WARNING"]
+    env = {**os.environ, "TERM": "xterm", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # codec_errors: Ctrl-C makes the terminal drop queued output, which can cut a character in two.
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", codec_errors="replace", dimensions=(50, 160), timeout=60)
+    yield child
+    if child.isalive():
+        child.terminate(force=True)
+
+
+def test_paste_prove_save_interrupt_and_quit(session, tmp_path):
+    child = session
+    child.expect_exact(PROMPT)
+    child.sendline(":budget 32")
+    child.expect_exact("budget = 32")
+
+    # A statement over two lines, ended by a blank line.
+    child.expect_exact(PROMPT)
+    child.sendline("theorem t (x : ℕ)")
+    child.expect_exact("...")
+    child.sendline("    (h : 2 * x = 4) : x = 2 := by")
+    child.sendline("")
+    child.expect("proved in [0-9.]+ s after [0-9]+ samples")
+    child.expect_exact(PROMPT)
+    saved = tmp_path / "proofs.lean"
+    child.sendline(f":save {saved}")
+    child.expect_exact("saved to")
+    text = saved.read_text()
+    assert text.startswith("import Mathlib\n\nopen Nat\n\ntheorem t (x : ℕ)\n    (h : 2 * x = 4) : x = 2 := by\n")
+    assert "a" in text.split(":= by\n", 1)[1]  # the proof the exact checker accepted
+
+    # Nothing proves False: the search runs until Ctrl-C, showing its progress meanwhile.
+    child.expect_exact(PROMPT)
+    child.sendline(":time 0")
+    child.expect_exact("time_limit = 0.0")
+    child.sendline(":budget 100000")
+    child.expect_exact(PROMPT)
+    child.sendline("theorem f : False := by")
+    child.sendline("")
+    child.expect("[0-9]+ drawn, [0-9]+ malformed")
+    child.expect("[0-9]+ rejected")  # verdicts are in
+    child.expect("missing 'a'")  # the most common error
+    child.sendintr()
+    child.expect_exact("stopped by the user")
+    child.expect_exact(PROMPT)
+
+    # Bad input is answered at once, and the session goes on.
+    child.sendline("lemma nope : True")
+    child.sendline("")
+    child.expect_exact("bad statement")
+    child.expect_exact(PROMPT)
+    child.sendline(":strategy dfs")
+    child.expect_exact("unknown strategy")
+    child.sendline(":quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert ":budget 32" in (tmp_path / "history").read_text()  # readline history was kept
