@@ -16,6 +16,9 @@ PROMPTS = [
     "theorem lean_workbook (a b : ℝ) : a ^ 2 + b ^ 2 ≥ 2 * a * b := by\n",
     "hello",
 ]
+# A completion cut by max_tokens may end inside a UTF-8 character: HF decodes the stray bytes as
+# U+FFFD, vLLM's incremental detokenizer holds them back.
+PARTIAL_CHARACTER = "\ufffd"
 SAMPLED = SamplingParams(n=3, temperature=0.8, top_p=0.9, max_tokens=12, seed=7)
 
 
@@ -42,7 +45,8 @@ def assert_well_formed(outputs, params, tokenizer):
             assert c.logprob_sum <= 0 and math.isfinite(c.logprob_sum)
             assert c.logprob_mean == pytest.approx(c.logprob_sum / len(c.token_ids))
             if not params.stop:
-                assert c.text == tokenizer.decode(c.token_ids, skip_special_tokens=True)
+                decoded = tokenizer.decode(c.token_ids, skip_special_tokens=True)
+                assert c.text in (decoded, decoded.rstrip(PARTIAL_CHARACTER))
 
 
 def assert_stop_strings_honoured(outputs, stop, tokenizer):
@@ -193,5 +197,4 @@ def test_vllm_and_hf_agree_greedily(vllm_sampler, hf):
     for (v,), (h,) in zip(vllm_sampler.generate(PROMPTS, params), hf.generate(PROMPTS, params)):
         assert v.token_ids == h.token_ids
         assert v.logprob_sum == pytest.approx(h.logprob_sum, abs=1e-3)
-        # vLLM's incremental detokenizer holds back a trailing partial UTF-8 character; HF shows it as U+FFFD
-        assert v.text == h.text or v.text == h.text.rstrip("\ufffd")
+        assert v.text in (h.text, h.text.rstrip(PARTIAL_CHARACTER))

