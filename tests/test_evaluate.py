@@ -92,7 +92,7 @@ def hf_sampler(tiny_model_dir):
         yield sampler
 
 
-PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=12)
+PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8)
 
 
 def run_eval(run_dir, sampler, verifier=None, samples=8, **kwargs):
@@ -225,22 +225,22 @@ def exact_registry(monkeypatch):
 
 
 def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
-    args = ["--model", str(tiny_model_dir), "--task.name", "exact", "--samples", "8", "--k", "1,4,8",
-            "--max_tokens", "12", "--bootstrap", "100", "--sampler.backend", "hf", "--sampler.device", "cpu"]
+    args = ["--model", str(tiny_model_dir), "--task.name", "exact", "--samples", "4", "--k", "1,2,4",
+            "--max_tokens", "8", "--bootstrap", "100", "--sampler.backend", "hf", "--sampler.device", "cpu"]
     assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "pass@k" in out and "problems solved" in out
     assert (tmp_path / "a" / "passk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a finished run, rerun on fewer problems: nothing sampled, the summary covers those problems
     assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1", "--task.limit", "3"]) == 0
-    assert Summary.load(tmp_path / "a").problems == 3 and len(lines(tmp_path / "a")) == len(MODULI) * 8
+    assert Summary.load(tmp_path / "a").problems == 3 and len(lines(tmp_path / "a")) == len(MODULI) * 4
     assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1"]) == 0
     assert main([*args, "--run_dir", str(tmp_path / "b"), "--seed", "2", "--temperature", "0.5"]) == 0
     capsys.readouterr()
     png = tmp_path / "cmp.png"
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "hot,cool", "--out", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "hot" in out and "cool" in out and "pass@8" in out
+    assert "hot" in out and "cool" in out and "pass@4" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
