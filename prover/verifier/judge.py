@@ -74,12 +74,17 @@ def _first_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def judge_command(response: dict[str, Any]) -> Verdict | None:
-    """Layer 2: a rejection when Lean reported an error, a sorry, or the sorry warning; else None."""
+def judge_command(response: dict[str, Any], layout: Layout | None = None) -> Verdict | None:
+    """Layer 2: a rejection when Lean reported an error, a sorry, or the sorry warning; else None.
+
+    Every message counts (not only those kept in the verdict); the line named in the reason is
+    relative to the whole checked text when ``layout`` is given.
+    """
     messages = response.get("messages") or []
     errors = [m for m in messages if isinstance(m, dict) and m.get("severity") == "error"]
     if errors:
         pos = errors[0].get("pos") or {}
+        pos = layout.shift_position(pos) if layout is not None else pos
         where = f" at line {pos.get('line')}" if isinstance(pos, dict) and "line" in pos else ""
         return Verdict(Status.REJECTED, f"lean: error{where}: {_first_line(errors[0].get('data', ''))}", "lean")
     if response.get("sorries"):

@@ -118,6 +118,7 @@ class LeanPool(Verifier):
         self._bad_headers: dict[str, str] = {}
         self._waiters: deque[tuple[str, asyncio.Future]] = deque()
         self._tasks: set[asyncio.Task] = set()
+        self._repls: set[ReplProcess] = set()  # every process started and not yet closed
         self._closed = False
         self._pending = threading.BoundedSemaphore(config.max_pending or 8 * config.workers)
         self._loop = asyncio.new_event_loop()
@@ -242,6 +243,7 @@ class LeanPool(Verifier):
             return Verdict(Status.ERROR, "statement: no `theorem <name>` or `lemma <name>` in the trusted statement "
                                          "(the axiom check needs the name)", "statement")
         lay = layout(request.header, request.statement, request.proof)
+        start = time.monotonic()
         last: ReplError | None = None
         for attempt in (1, 2):
             if lay.header in self._bad_headers:
@@ -258,7 +260,8 @@ class LeanPool(Verifier):
             if verdict is not None:
                 return verdict
         return Verdict(Status.ERROR, f"infra: {last.reason if last else 'no worker'}"
-                       + (f" (stderr: {last.stderr[-300:]})" if last and last.stderr else ""), "infra")
+                       + (f" (stderr: {last.stderr[-300:]})" if last and last.stderr else ""), "infra",
+                       time=time.monotonic() - start)
 
     async def _run_on(self, worker: Worker, lay: Layout, name: str, attempt: int
                       ) -> tuple[Verdict | None, ReplError | None]:
@@ -267,7 +270,7 @@ class LeanPool(Verifier):
         try:
             answer = await worker.command(lay.command, self.config.timeout)
             messages = clean_messages(answer.get("messages"), lay)
-            verdict = judge_command(answer)
+            verdict = judge_command(answer, lay)
             if verdict is None:
                 axioms = await worker.axioms(name, answer["env"], min(self.config.timeout, AXIOMS_TIMEOUT))
                 verdict = judge_axioms(axioms, self._allowlist)
@@ -334,11 +337,14 @@ class LeanPool(Verifier):
                            scratch_root=self.config.scratch_dir, max_response_bytes=self.config.max_response_mb << 20,
                            name="repl")
         worker = Worker(header, repl)
+        self._repls.add(repl)
         try:
+            if self._closed:
+                raise PoolClosedError("the pool is closed")
             await worker.start(self.config.start_timeout)
         except BaseException:
             self._live -= 1
-            self._spawn_task(repl.close())
+            self._close_repl(repl)
             self._wake_one()
             raise
         logger.debug("worker %d started (pid %s)", worker.id, repl.pid)
@@ -387,9 +393,14 @@ class LeanPool(Verifier):
         worker.repl.kill()
         self._retire(worker, replace_it=True)
 
+    def _close_repl(self, repl: ReplProcess) -> None:
+        repl.kill()
+        self._spawn_task(repl.close())
+        self._repls.discard(repl)
+
     def _retire(self, worker: Worker, replace_it: bool = False) -> None:
         self._live -= 1
-        self._spawn_task(worker.repl.close())
+        self._close_repl(worker.repl)
         if replace_it and not self._closed and worker.header in self._headers and not self._waiters_for_other(worker):
             self._live += 1  # reserve the slot now, so that a request arriving meanwhile waits for it
             self._spawn_task(self._replace(worker.header))
@@ -451,22 +462,23 @@ class LeanPool(Verifier):
                 waiter.set_exception(PoolClosedError("the pool was closed while the request waited for a worker"))
                 waiter.exception()
         self._waiters.clear()
-        workers = list(self._busy) + [w for q in self._idle.values() for w in q]
         self._busy.clear()
         self._idle.clear()
-        for worker in workers:
-            worker.repl.kill()
-        await asyncio.gather(*(w.repl.close() for w in workers), return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        # Checks still running end with PoolClosedError once their worker is gone; give them a moment.
-        pending = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+        for repl in self._repls:  # first kill every process at once, then reap them
+            repl.kill()
+        # Checks still running now fail over to a retry that finds the pool closed (PoolClosedError);
+        # starts and closes finish quickly once their processes are dead.
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks(self._loop) if t is not me]
         if pending:
-            await asyncio.wait(pending, timeout=5)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.wait(pending, timeout=10)
+        for repl in list(self._repls):
+            await repl.close()
+        self._repls.clear()
+        leftover = [t for t in asyncio.all_tasks(self._loop) if t is not me]
+        for task in leftover:
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
 
 
 @atexit.register

@@ -162,9 +162,8 @@ class ReplProcess:
         if self.proc is not None:
             self.kill()
             await self._reap()
-            for pipe in (self.proc.stdin,):
-                if pipe is not None:
-                    pipe.close()
+            self.proc.stdin.close()
+            self.proc._transport.close()  # no public way; else its __del__ may run after the loop closed
         self._remove_scratch()
 
     def _remove_scratch(self) -> None:
