@@ -8,14 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import textwrap
 from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
 
 import pytest
 
 from prover.data.problem import Problem
 from prover.sampling.base import Completion, Sampler
-from prover.search.backends import DojoBackend, ReplBackend, ReplProcess
+from prover.search.backends import DojoBackend
 from prover.search.best_first import join_tactics
 from prover.search.config import SearchConfig
 from prover.search.engine import StatementError
@@ -43,68 +43,50 @@ def goals_of(state: str) -> str:
     return f"x : ℕ\nh : 2 * x = 4\n⊢ x = 2 -- {state}"
 
 
-REPL_DOUBLE = textwrap.dedent(r'''
-    """The Lean REPL's protocol over a state graph: command mode for the header and the statement
-    with `sorry`, tactic mode for the rest. Logs every request to argv[2]."""
-    import json, sys, time
+TESTS = Path(__file__).resolve().parent
+# tests/repl_double.py (the REPL double of the verifier's tests) in tactic mode over a state graph,
+# with every request logged to argv[1] and a tactic named `slow` that never returns.
+REPL_WRAPPER = f"""
+import json, sys, time
+sys.path.insert(0, {str(TESTS)!r})
+import repl_double
+log = sys.argv.pop(1)
+handle = repl_double.Double.handle
 
-    graph = json.load(open(sys.argv[1]))
-    log = open(sys.argv[2], "a")
-    states = {}
+def logged(self, req):
+    with open(log, "a") as f:
+        f.write(json.dumps(req, ensure_ascii=False) + "\\n")
+    if req.get("tactic") == "slow":
+        time.sleep(3600)
+    return handle(self, req)
 
-    def goals(state):
-        return "x : ℕ\nh : 2 * x = 4\n⊢ x = 2 -- " + state
+repl_double.Double.handle = logged
+with open(log, "a") as f:
+    f.write("start\\n")
+repl_double.main()
+"""
 
-    def reply(obj):
-        sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n\n")
-        sys.stdout.flush()
 
-    def new_state(name):
-        states[len(states)] = name
-        return len(states) - 1
+def double_graph(graph: dict) -> dict:
+    """Our graph in the double's format: theorem t starts at s0; an error edge keeps the state."""
+    names = set(graph) | {t for edges in graph.values() for t in edges.values() if not t.startswith("error: ")}
+    states = {name: {"goals": [goals_of(name)], "tactics": {}} for name in names - {"done"}}
+    states["done"] = {"goals": []}
+    for name, edges in graph.items():
+        states[name]["tactics"] = {tac: {"error": t[7:]} if t.startswith("error: ") else t for tac, t in edges.items()}
+    return {"theorems": {"t": "s0"}, "states": states}
 
-    def requests():
-        lines = []
-        for line in sys.stdin:
-            if line.strip():
-                lines.append(line)
-            elif lines:
-                yield json.loads("".join(lines))
-                lines = []
 
-    log.write("start\n")
-    log.flush()
-    for req in requests():
-        log.write(json.dumps(req, ensure_ascii=False) + "\n")
-        log.flush()
-        if "cmd" in req and "env" not in req:
-            reply({"env": 0})
-        elif "cmd" in req:
-            if "bad" in req["cmd"]:
-                reply({"env": 1, "messages": [{"severity": "error", "pos": {"line": 1, "column": 17}, "endPos": None,
-                                                "data": "unknown identifier 'bad'"}]})
-                continue
-            k = new_state("s0")
-            reply({"env": 1, "sorries": [{"proofState": k, "goal": goals("s0"), "pos": {"line": 2, "column": 2}, "endPos": None}],
-                   "messages": [{"severity": "warning", "pos": {"line": 1, "column": 8}, "endPos": None, "data": "declaration uses 'sorry'"}]})
-        elif req.get("proofState") not in states:
-            reply({"message": "Unknown proof state."})
-        else:
-            target = graph.get(states[req["proofState"]], {}).get(req["tactic"])
-            if target is None:
-                reply({"message": "Lean error:\n<input>:1:0: unknown tactic"})
-            elif target == "hang":
-                time.sleep(3600)
-            elif target.startswith("error: "):
-                reply({"proofState": new_state("x"), "goals": [], "messages": [
-                    {"severity": "error", "pos": {"line": 1, "column": 0}, "endPos": None, "data": target[7:]}]})
-            elif target == "done":
-                reply({"proofState": new_state("done"), "goals": [], "proofStatus": "Completed"})
-            elif target == "sorry":
-                reply({"proofState": new_state("done"), "goals": [], "proofStatus": "Incomplete: contains sorry"})
-            else:
-                reply({"proofState": new_state(target), "goals": [goals(target)], "proofStatus": "Incomplete: open goals remain"})
-''')
+def repl_command(tmp_path, graph) -> tuple[list[str], Path]:
+    """The command that starts the double over ``graph``, and its request log."""
+    wrapper, graph_file, log = tmp_path / "repl.py", tmp_path / "graph.json", tmp_path / "repl.log"
+    wrapper.write_text(REPL_WRAPPER)
+    graph_file.write_text(json.dumps(double_graph(graph)))
+    return [sys.executable, str(wrapper), str(log), "--graph", str(graph_file)], log
+
+
+def tactics_sent(log: Path) -> list[str]:
+    return [json.loads(line)["tactic"] for line in log.read_text().splitlines() if line.startswith('{"tactic"')]
 
 
 # --- LeanDojo look-alikes: the result classes by their names, and a Dojo over the graph ----------
@@ -242,11 +224,8 @@ def make_search(request, tmp_path):
         setup = Setup(None, Policy(table), verifier)
         backend = None
         if request.param == "repl":
-            script, graph_file = tmp_path / "repl_double.py", tmp_path / "graph.json"
-            script.write_text(REPL_DOUBLE)
-            graph_file.write_text(json.dumps(graph))
-            setup.log = tmp_path / "repl.log"
-            config.verifier.repl_command = [sys.executable, str(script), str(graph_file), str(setup.log)]
+            config.verifier.repl_command, setup.log = repl_command(tmp_path, graph)
+            config.verifier.sandbox = "none"  # the log file lies outside the worker's scratch directory
         else:
             @contextlib.contextmanager
             def open_dojo(problem):
@@ -318,7 +297,7 @@ def test_forbidden_and_failing_tactics_are_not_proofs(make_search):
     result = setup.session.search(PROBLEM)
     assert result.proof == join_tactics(STATEMENT, SHORT)
     assert result.progress.errors["tactic: forbidden"] >= 1 and result.progress.errors["tactic: exact? could not close the goal"] == 1
-    sent = [json.loads(r).get("tactic") for r in setup.log.read_text().splitlines()[1:]] if setup.log else setup.dojo[0].calls
+    sent = tactics_sent(setup.log) if setup.log else setup.dojo[0].calls
     assert "exact?" in sent and "sorry" not in sent  # screened before it reached Lean
 
 
@@ -330,36 +309,35 @@ def test_a_state_reached_twice_is_expanded_once(make_search):
 
 
 def test_statement_rejected_by_lean_before_any_sampling(tmp_path):
-    script, graph_file = tmp_path / "repl_double.py", tmp_path / "graph.json"
-    script.write_text(REPL_DOUBLE)
-    graph_file.write_text(json.dumps(GRAPH))
     config = SearchConfig()
-    config.verifier.repl_command = [sys.executable, str(script), str(graph_file), str(tmp_path / "log")]
+    config.verifier.repl_command, log = repl_command(tmp_path, GRAPH)
+    config.verifier.sandbox = "none"
     policy = Policy({})
     with SearchSession(config, task=GraphTask(GraphVerifier(GRAPH)), sampler=policy) as session:
+        # the double reports an error for a command carrying this directive, as Lean would for `bad`
         with pytest.raises(StatementError, match="unknown identifier 'bad'"):
-            session.check_statement(Problem("t", "theorem t : bad = 1 := by\n", HEADER))
+            session.check_statement(Problem("t", "theorem t /- double:error=unknown_identifier_'bad' -/ : bad = 1 := by\n", HEADER))
         session.check_statement(PROBLEM)  # a good statement passes
     assert policy.calls == 0
+    assert "  sorry" in log.read_text()  # checked with `sorry` as its proof
 
 
 def test_repl_restarts_after_a_hung_tactic_and_replays_the_state(tmp_path):
-    graph = {"s0": {"intro y": "s1"}, "s1": {"slow": "hang", "omega": "done"}}
-    script, graph_file, log = tmp_path / "repl_double.py", tmp_path / "graph.json", tmp_path / "log"
-    script.write_text(REPL_DOUBLE)
-    graph_file.write_text(json.dumps(graph))
-    backend = ReplBackend(lambda: ReplProcess([sys.executable, str(script), str(graph_file), str(log)]), timeout=1.0)
-    table = {(): [("intro y", -0.1)], ("intro y",): [("slow", -0.01), ("omega", -0.2)]}
+    graph = {"s0": {"intro y": "s1"}, "s1": {"slow": "s2", "omega": "done"}}
     config = SearchConfig(strategy="best-first")
+    config.verifier.repl_command, log = repl_command(tmp_path, graph)
+    config.verifier.sandbox = "none"
     config.best_first.tactics_per_expansion = 2
-    with SearchSession(config, task=GraphTask(GraphVerifier(graph)), sampler=Policy(table), backend=backend) as session:
+    config.best_first.tactic_timeout = 1.0
+    table = {(): [("intro y", -0.1)], ("intro y",): [("slow", -0.01), ("omega", -0.2)]}
+    with SearchSession(config, task=GraphTask(GraphVerifier(graph)), sampler=Policy(table)) as session:
         result = session.search(PROBLEM)
     assert result.proved and result.proof == join_tactics(STATEMENT, ("intro y", "omega"))
     assert result.progress.errors["tactic: timeout"] == 1
-    requests = log.read_text().splitlines()
-    assert requests.count("start") == 2  # the hung REPL was killed and a new one started
-    # the new process rebuilt `intro y` before running `omega` on it
-    assert [json.loads(r).get("tactic") for r in requests[requests.index("start", 1):] if r != "start"][-2:] == ["intro y", "omega"]
+    lines = log.read_text().splitlines()
+    assert lines.count("start") == 2  # the hung REPL was killed and a new one started
+    # the new process rebuilt `intro y` from the statement before running `omega` on it
+    assert tactics_sent(log) == ["intro y", "slow", "intro y", "omega"]
 
 
 def test_dojo_results_are_read_by_class_name():

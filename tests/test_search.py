@@ -270,6 +270,8 @@ def test_positions_count_lines_from_the_header():
     text = HEADER + STATEMENT + PROOF
     assert text[position_to_offset(text, 6, 17):].startswith("foo]")
     assert first_error_offset(PROOF, [lean_error(6, 17)], HEADER.rstrip("\n"), STATEMENT) == PROOF.index("foo")  # header without its newline
+    # a statement and a proof with no whitespace between them are checked on separate lines
+    assert first_error_offset("simp", [lean_error(5, 0)], HEADER, STATEMENT.rstrip()) == 0
     with pytest.raises(ValueError, match="line 99"):
         position_to_offset(text, 99, 0)
 

@@ -8,23 +8,19 @@ its ``run_tac`` interface (a test double included) works.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
-import json
 import logging
-import os
-import queue
-import signal
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ContextManager, Literal
 
 from prover.data.problem import Problem
 from prover.search.engine import SearchError, StatementError
+from prover.verifier import sandbox
 from prover.verifier.config import VerifierConfig
+from prover.verifier.errors import LeanSetupError, ReplError, ReplTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -60,92 +56,45 @@ class ProofStateBackend(abc.ABC):
 # --- the Lean REPL (leanprover-community/repl) ------------------------------------------------------
 
 
-class ReplTimeout(SearchError):
-    """The REPL did not answer in time; it has been killed."""
+class LeanRepl:
+    """One REPL process as the verifier starts its workers (same launch, sandbox and rlimits: the
+    tactics come from the model), driven synchronously through a private event loop thread."""
 
+    def __init__(self, config: VerifierConfig, name: str = "tactic-repl"):
+        from prover.verifier.lean_project import repl_launch
+        from prover.verifier.repl import ReplProcess
 
-class ReplCrashed(SearchError):
-    """The REPL exited or answered with something that is not JSON; it has been killed."""
-
-
-class ReplProcess:
-    """One REPL process: a JSON request (one line, then a blank line) in, one JSON response out.
-
-    It runs in its own session so that Ctrl-C at the terminal does not reach it and closing kills
-    the whole process group (``lake env`` leaves ``repl`` as a child).
-    """
-
-    def __init__(self, command: list[str], cwd: str | None = None):
-        self.command = command
-        self._stderr = tempfile.TemporaryFile()  # read only to explain a crash; a pipe nobody reads can fill and block
+        argv, env = repl_launch(config)  # LeanSetupError says how to fix a missing project
         try:
-            self._proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=self._stderr, text=True, encoding="utf-8", start_new_session=True)
-        except OSError as exc:
-            raise SearchError(f"cannot start the REPL {command}: {exc}") from exc
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True, name="repl-reader").start()
+            kind = sandbox.resolve_sandbox(config.sandbox)
+        except ValueError as exc:
+            raise LeanSetupError(str(exc)) from exc
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+        self._repl = ReplProcess(argv, env=env, sandbox=kind, limits=sandbox.limits_from_config(config),
+                                 scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name)
+        try:
+            self._run(self._repl.start())
+        except BaseException:
+            self.close()
+            raise
 
-    def _read(self) -> None:
-        for line in self._proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def request(self, payload: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        try:
-            # A raw newline inside a request is dropped by the REPL's reader: always one line.
-            self._proc.stdin.write(json.dumps(payload, ensure_ascii=False) + "\n\n")
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise ReplCrashed(f"the REPL is gone: {exc}; {self._stderr_tail()}") from exc
-        lines: list[str] = []
-        while True:
-            try:
-                line = self._lines.get(timeout=timeout)
-            except queue.Empty:
-                self.close()
-                raise ReplTimeout(f"no answer from the REPL in {timeout:g} s") from None
-            if line is None:
-                self.close()
-                raise ReplCrashed(f"the REPL exited ({self._proc.poll()}); {self._stderr_tail()}")
-            if line.strip():
-                lines.append(line)
-            elif lines:
-                break
-        try:
-            return json.loads("".join(lines))
-        except json.JSONDecodeError as exc:
-            self.close()
-            raise ReplCrashed(f"the REPL answered with something that is not JSON: {''.join(lines)[:200]!r}") from exc
-
-    def _stderr_tail(self) -> str:
-        try:
-            self._stderr.seek(0)
-            tail = self._stderr.read()[-500:].decode(errors="replace").strip()
-        except (OSError, ValueError):
-            return "no stderr"
-        return f"stderr: {tail}" if tail else "no stderr"
+        """The answer to one request; ``ReplError`` (the process is then dead) on a timeout or crash."""
+        return self._run(self._repl.request(payload, timeout))
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout):
-            with contextlib.suppress(OSError):
-                stream.close()
-        self._stderr.close()
-
-
-def repl_command(config: VerifierConfig) -> tuple[list[str], str | None] | None:
-    """How to start one REPL under the verifier's settings: (command, working directory), or None."""
-    if config.repl_command:
-        return list(config.repl_command), None
-    project = config.resolved_lean_project()
-    if not project:
-        return None
-    repl = config.repl_path or str(Path(project) / ".lake/packages/REPL/.lake/build/bin/repl")
-    return ["lake", "env", repl], project
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._run(self._repl.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
 @dataclass(frozen=True)
@@ -172,7 +121,7 @@ class ReplBackend(ProofStateBackend):
     """
 
     def __init__(self, start_process: Callable[[], Any], timeout: float = 60.0, start_timeout: float = 600.0):
-        self._start_process = start_process  # () -> object with request(payload, timeout) and close()
+        self._start_process = start_process  # () -> a LeanRepl, or anything with its request() and close()
         self.timeout = timeout
         self.start_timeout = start_timeout
         self._repl = None
@@ -182,17 +131,14 @@ class ReplBackend(ProofStateBackend):
 
     @classmethod
     def from_config(cls, config: VerifierConfig, timeout: float = 60.0) -> "ReplBackend":
-        command = repl_command(config)
-        if command is None:
-            raise SearchError("no Lean REPL configured: set verifier.lean_project (or $PROVER_LEAN_PROJECT) or verifier.repl_command")
-        return cls(lambda: ReplProcess(*command), timeout=timeout, start_timeout=config.start_timeout)
+        return cls(lambda: LeanRepl(config), timeout=timeout, start_timeout=config.start_timeout)
 
     def _request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
         if self._repl is None:
             self._repl = self._start_process()
         try:
             return self._repl.request(payload, timeout)
-        except SearchError:
+        except ReplError:
             self._reset()
             raise
 
@@ -245,9 +191,9 @@ class ReplBackend(ProofStateBackend):
         handle: _ReplHandle = state.handle
         try:
             response = self._request({"tactic": tactic, "proofState": self._live(handle)}, self.timeout)
-        except (ReplTimeout, ReplCrashed) as exc:
-            logger.warning("tactic %r: %s; the REPL was restarted", tactic, exc)
-            return TacticOutcome("error", error="timeout" if isinstance(exc, ReplTimeout) else "Lean crashed")
+        except ReplError as exc:  # a hung or crashed Lean costs the process, not the search
+            logger.warning("tactic %r: %s; the REPL will be restarted", tactic, exc)
+            return TacticOutcome("error", error="timeout" if isinstance(exc, ReplTimeout) else f"Lean failed: {exc.reason}")
         if "proofState" not in response:  # {"message": "Lean error: ..."}: the tactic did not parse or run
             return TacticOutcome("error", error=str(response.get("message", response)).removeprefix("Lean error:\n"))
         if errors := _errors(response):

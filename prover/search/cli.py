@@ -8,6 +8,7 @@ import logging
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 
 from prover.config import ConfigError, help_text, load_config
@@ -16,6 +17,7 @@ from prover.search.config import SearchConfig
 from prover.search.display import render_proof, run_search, summary_lines
 from prover.search.engine import SearchError, StatementError
 from prover.search.session import SearchSession
+from prover.verifier.errors import LeanSetupError, VerifierError
 
 logger = logging.getLogger("prover.search")
 
@@ -69,22 +71,29 @@ def main(argv: list[str] | None = None) -> int:
         from prover.search.interactive import InteractiveSession
 
         return InteractiveSession(config).run()
-    if not config.sampler.model:
-        err.print("[red]no model[/]: pass --model PATH (or --sampler.model)")
-        return 2
     with SearchSession(config) as session:
         try:
             problem = _problem(session, config)
             session.check_statement(problem)
+            session.verifier  # started now: a broken Lean setup is reported before the model loads
+            if not session.resolve_model():
+                err.print("[red]no model[/]: pass --model PATH (or --sampler.model)")
+                return 2
         except StatementError as exc:
-            err.print(f"[red]bad statement[/]: {exc}", markup=True, highlight=False)
+            err.print(f"[red]bad statement[/]: {escape(str(exc))}", highlight=False)
             return 2
+        except LeanSetupError as exc:
+            err.print(f"[red]Lean is not set up[/]: {escape(str(exc))}", highlight=False)
+            return 2
+        except (SearchError, VerifierError) as exc:
+            err.print(f"[red]search failed[/]: {escape(str(exc))}", highlight=False)
+            return 1
         if config.run_dir:
             write_run_info(config.run_dir, config, seeds={"seed": config.seed}, lean_project=config.verifier.resolved_lean_project())
         try:
             result = run_search(session, problem, err, live=err.is_terminal and not config.json)
-        except SearchError as exc:
-            err.print(f"[red]search failed[/]: {exc}", highlight=False)
+        except (SearchError, VerifierError) as exc:
+            err.print(f"[red]search failed[/]: {escape(str(exc))}", highlight=False)
             return 1
     if config.json:
         print(json.dumps(result.to_json(), ensure_ascii=False))

@@ -54,7 +54,7 @@ def render_progress(p: SearchProgress, top_errors: int = 5) -> RenderableType:
         errors.add_column(justify="right", style="yellow")
         errors.add_column(overflow="ellipsis", no_wrap=True)
         for kind, n in p.errors.most_common(top_errors):
-            errors.add_row(str(n), kind)
+            errors.add_row(str(n), Text(kind))  # Text: Lean's `[h]` is not rich markup
         parts.append(errors)
     title = f"{p.strategy} search · round {p.rounds} · {p.phase}"
     return Panel(Group(*parts), title=title, title_align="left", border_style="cyan")

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from prover.search.config import STRATEGIES, SearchConfig
 from prover.search.display import render_proof, run_search, summary_lines
 from prover.search.engine import SearchError, SearchResult, StatementError
 from prover.search.session import SearchSession
+from prover.verifier.errors import VerifierError
 
 try:
     import readline
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 PROMPT, MORE = "theorem> ", "     ... "
 
 HELP = """\
-Paste a statement ending with ':= by' and finish it with a blank line. Ctrl-C stops a search.
+Paste a statement (Lean: ending with ':= by') and finish it with a blank line. Ctrl-C stops a search.
   :budget N        samples (best-first: expansions) per theorem   :time S      seconds per theorem (0 = none)
   :temp T          sampling temperature                           :top_p P     nucleus mass
   :round N         samples per round                              :seed N      sampling seed
@@ -49,6 +51,10 @@ class InteractiveSession:
     @property
     def config(self) -> SearchConfig:
         return self.session.config
+
+    def _error(self, label: str, detail: object = "") -> None:
+        """A red label and the detail as plain text (Lean and users write brackets rich would parse)."""
+        self.console.print(f"[red]{label}[/]" + (f": {escape(str(detail))}" if detail != "" else ""))
 
     def run(self) -> int:
         history = self._load_history()
@@ -89,14 +95,16 @@ class InteractiveSession:
             lines.append(line)
 
     def _load_model(self) -> None:
-        if not self.config.sampler.model:
-            self.console.print("[yellow]no model yet[/]: load one with :model PATH")
-            return
         try:
-            with self.console.status(f"loading {self.config.sampler.model}"):
+            with self.console.status("finding the model"):
+                model = self.session.resolve_model()
+            if not model:
+                self.console.print("[yellow]no model yet[/]: load one with :model PATH")
+                return
+            with self.console.status(f"loading {escape(model)}"):
                 self.session.sampler
         except Exception as exc:  # a bad path must not end the session: the user can :model again
-            self.console.print(f"[red]could not load the model[/]: {exc}", highlight=False)
+            self._error("could not load the model", exc)
             self.session.set_model(None)
 
     def prove(self, text: str) -> None:
@@ -105,22 +113,25 @@ class InteractiveSession:
             with self.console.status("checking the statement"):
                 self.session.check_statement(problem)
         except StatementError as exc:
-            self.console.print(f"[red]bad statement[/]: {exc}", highlight=False)
+            self._error("bad statement", exc)
+            return
+        except (SearchError, VerifierError) as exc:
+            self._error("could not check the statement", exc)
             return
         if not self.config.sampler.model:
             self.console.print("[red]no model[/]: load one with :model PATH")
             return
         try:
             result = run_search(self.session, problem, self.console, live=self.console.is_terminal)
-        except SearchError as exc:
-            self.console.print(f"[red]search failed[/]: {exc}", highlight=False)
+        except (SearchError, VerifierError) as exc:
+            self._error("search failed", exc)
             return
         if result.proved:
             self.last = result
             self.console.print(render_proof(result))
             self.console.print("[dim]:save FILE writes it to a file[/]")
         else:
-            self.console.print("\n".join(summary_lines(result)), style="yellow", highlight=False, markup=False)
+            self.console.print("\n".join(summary_lines(result)), style="yellow", markup=False)
 
     def command(self, line: str) -> bool:
         """Apply one ``:command``; False means quit."""
@@ -129,7 +140,7 @@ class InteractiveSession:
         if name in ("quit", "q", "exit"):
             return False
         if name == "help":
-            self.console.print(HELP, highlight=False, markup=False)
+            self.console.print(HELP, markup=False)
         elif name == "show":
             self._show()
         elif name in _SETTINGS or name == "strategy":
@@ -145,13 +156,13 @@ class InteractiveSession:
         elif name == "save":
             self._save(arg)
         else:
-            self.console.print(f"[red]unknown command[/] :{name}; :help lists them")
+            self._error("unknown command", f":{name}; :help lists them")
         return True
 
     def _set(self, name: str, arg: str) -> None:
         if name == "strategy":
             if arg not in STRATEGIES:
-                self.console.print(f"[red]unknown strategy[/] {arg!r}; choose one of {', '.join(STRATEGIES)}")
+                self._error("unknown strategy", f"{arg!r}; choose one of {', '.join(STRATEGIES)}")
                 return
             field, value = "strategy", arg
         else:
@@ -159,12 +170,12 @@ class InteractiveSession:
             try:
                 value = kind(arg)
             except ValueError:
-                self.console.print(f"[red]:{name} needs a {kind.__name__}[/], got {arg!r}")
+                self._error(f":{name} needs a {kind.__name__}", f"got {arg!r}")
                 return
         try:
             self.session.config = dataclasses.replace(self.config, **{field: value})  # __post_init__ checks the value
         except ValueError as exc:
-            self.console.print(f"[red]{exc}[/]", highlight=False)
+            self._error("bad value", exc)
             return
         self.console.print(f"{field} = {value}")
 
@@ -173,7 +184,7 @@ class InteractiveSession:
             self.session.config = dataclasses.replace(self.config, header=None)
             self.console.print("header: the task's default")
         elif not Path(arg).expanduser().is_file():
-            self.console.print(f"[red]no such file[/] {arg}")
+            self._error("no such file", arg)
         else:
             self.session.config = dataclasses.replace(self.config, header=arg)
             self.console.print(f"header: {arg}")
@@ -198,7 +209,7 @@ class InteractiveSession:
         self.console.print(
             f"task {self.session.task.name} · model {c.sampler.model} · strategy {c.strategy} · budget {c.budget} · "
             f"time {c.time_limit:g} s · temp {c.temperature} · top_p {c.top_p} · round {c.round_size} · seed {c.seed} · "
-            f"header {c.header or 'default'}", highlight=False)
+            f"header {c.header or 'default'}")
 
     def _load_history(self) -> Path | None:
         if readline is None:

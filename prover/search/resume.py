@@ -1,8 +1,8 @@
 """Truncate-and-resume (DeepSeek-Prover-V1.5): when a sampled proof fails, keep what came before
 Lean's first error in it and sample continuations of that prefix in the next round.
 
-Lean reports positions as (line, column) in the checked text, header + statement + proof, with
-1-based lines and 0-based columns counted in characters (code points), as Python counts them.
+Verdicts carry Lean's positions as (line, column) in the checked text, header + statement + proof,
+with 1-based lines and 0-based columns counted in characters (code points), as Python counts them.
 """
 
 from __future__ import annotations
@@ -11,21 +11,15 @@ import heapq
 from typing import Any
 
 from prover.search.engine import Found, SearchContext, Strategy
+from prover.verifier.split import layout
 from prover.verifier.verdict import Verdict
-
-
-def checked_prefix(header: str, statement: str) -> str:
-    """The text in front of the proof when it is checked: the header on its own lines, then the statement."""
-    if header and not header.endswith("\n"):
-        header += "\n"
-    return header + statement
 
 
 def position_to_offset(text: str, line: int, column: int) -> int:
     """Character offset of Lean's (1-based line, 0-based column) in ``text``."""
     lines = text.split("\n")
     if not 1 <= line <= len(lines):
-        raise ValueError(f"line {line} is outside the checked text ({len(lines)} lines)")
+        raise ValueError(f"line {line} is outside the text ({len(lines)} lines)")
     return sum(len(l) + 1 for l in lines[: line - 1]) + min(column, len(lines[line - 1]))
 
 
@@ -33,18 +27,21 @@ def first_error_offset(proof: str, messages: list[dict[str, Any]], header: str, 
     """Offset in ``proof`` of the first error that lies inside it; None when no error does.
 
     Errors before the proof (``unsolved goals`` sits on the statement's ``by``) do not count:
-    they mean every tactic ran and goals were left, so the whole proof is a good prefix.
+    they mean every tactic ran and goals were left, so the whole proof is a good prefix. The
+    checked text is laid out as the verifier lays it out (``prover.verifier.split.layout``).
     """
-    before = checked_prefix(header, statement)
-    text = before + proof
+    where = layout(header, statement, proof)
     offsets = []
     for m in messages:
         pos = m.get("pos")
         if m.get("severity") != "error" or not pos:
             continue
-        offset = position_to_offset(text, int(pos["line"]), int(pos["column"])) - len(before)
-        if offset >= 0:
-            offsets.append(offset)
+        inside = where.proof_position(int(pos["line"]), int(pos["column"]))
+        if inside is not None:
+            try:
+                offsets.append(position_to_offset(proof, *inside))
+            except ValueError:  # past the proof's end (e.g. "unexpected end of input")
+                offsets.append(len(proof))
     return min(offsets) if offsets else None
 
 

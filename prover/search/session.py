@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prover.data.problem import Problem
 from prover.sampling.base import Sampler
-from prover.search.backends import DojoBackend, ProofStateBackend, ReplBackend, open_leandojo, repl_command
+from prover.search.backends import DojoBackend, ProofStateBackend, ReplBackend, open_leandojo
 from prover.search.config import SearchConfig
 from prover.search.engine import Found, SearchContext, SearchError, SearchResult, StatementError, make_strategy
 from prover.search.progress import SearchProgress
@@ -40,12 +40,20 @@ class SearchSession:
 
     # --- parts, built on first use -------------------------------------------------------------
 
+    def resolve_model(self) -> str | None:
+        """The model to sample from: the configured one, else the task's own base model when it has
+        one (the synthetic task trains it on first use), else None."""
+        if not self.config.sampler.model and hasattr(self.task, "ensure_base_model"):
+            logger.info("no --model: using the %s task's base model (trained on first use)", self.task.name)
+            self.config.sampler.model = str(self.task.ensure_base_model())
+        return self.config.sampler.model
+
     @property
     def sampler(self) -> Sampler:
         if self._sampler is None:
             from prover.sampling import make_sampler
 
-            if not self.config.sampler.model:
+            if not self.resolve_model():
                 raise SearchError("no model: pass --model PATH (or --sampler.model)")
             logger.info("loading %s", self.config.sampler.model)
             self._sampler = make_sampler(self.config.sampler)
@@ -73,7 +81,7 @@ class SearchSession:
                 self._backend = self._repl_backend()
         return self._backend
 
-    def set_model(self, path: str) -> None:
+    def set_model(self, path: str | None) -> None:
         """Swap the policy model; the new one is loaded by the next search."""
         if self._sampler is not None:
             self._sampler.close()
@@ -113,8 +121,8 @@ class SearchSession:
 
     def check_statement(self, problem: Problem) -> None:
         """Lean must accept the statement with ``sorry`` as its proof before any sampling is spent on it."""
-        mode = self.config.statement_check
-        if mode == "none" or (mode == "auto" and repl_command(self.config.verifier) is None):
+        mode, verifier = self.config.statement_check, self.config.verifier
+        if mode == "none" or (mode == "auto" and not (verifier.repl_command or verifier.resolved_lean_project())):
             return
         self._repl_backend().start(problem)
 
