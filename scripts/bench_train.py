@@ -1,0 +1,123 @@
+"""Time per GRPO optimizer step with and without the unlikeliness reward, on the tiny CPU setup.
+
+The shaping costs one extra no-grad forward pass over each generated batch (the old policy's
+log-probs, which rank the samples) plus O(G^2) tensor work per group; the target is <= 10% of a step.
+
+    python scripts/bench_train.py                       # 3 rounds x 8 steps, each mode
+    python scripts/bench_train.py --rounds 5 --steps 12 --completion-tokens 64
+
+Both modes run the same seeds, batch shapes and verifier; rounds alternate the modes so that a
+busy machine slows both alike. Prints a table and writes JSON with --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs per mode (alternating)")
+    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per run (2 per generation: num_iterations=2)")
+    parser.add_argument("--prompts", type=int, default=4, help="theorems per generation step")
+    parser.add_argument("--generations", type=int, default=8, help="samples per theorem (G)")
+    parser.add_argument("--completion-tokens", type=int, default=32, help="max_completion_length")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    return parser
+
+
+def run_once(model_dir: Path, out: Path, unlikeliness: bool, args) -> dict[str, float]:
+    from transformers import AutoTokenizer, PrinterCallback
+
+    from prover.data.problem import Problem
+    from prover.rl.config import ProverGRPOConfig
+    from prover.rl.dataset import build_dataset
+    from prover.rl.rewards import ProofReward
+    from prover.rl.trainer import UnlikelinessGRPOTrainer
+    from prover.tasks.base import Task, TaskConfig
+    from prover.verifier.base import Verifier
+    from prover.verifier.verdict import Status, Verdict
+
+    class LetterVerifier(Verifier):
+        """Exact and instant (a proof holds when it has two letters 'o'), so only training is timed."""
+
+        async def check(self, request):
+            return Verdict(Status.PROVED if request.proof.count("o") >= 2 else Status.REJECTED, check="exact")
+
+    class BenchTask(Task):
+        name = "bench"
+        config = TaskConfig(name="bench", require_closing_fence=False)
+
+        def load_problems(self, dataset=None):
+            return [Problem(name=f"t{i}", statement=f"theorem t{i} : {i} + 0 = {i} := by") for i in range(64)]
+
+        def build_prompt(self, problem):
+            return f"{problem.statement}\n"
+
+        def extract_proof(self, completion, problem=None):
+            return completion
+
+        def make_verifier(self, config=None):
+            return LetterVerifier()
+
+    task = BenchTask()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = ProverGRPOConfig(
+        output_dir=str(out), use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
+        per_device_train_batch_size=args.prompts * args.generations, num_generations=args.generations,
+        max_completion_length=args.completion_tokens, num_iterations=2, beta=0.1, max_steps=args.steps,
+        logging_steps=1, save_strategy="no", seed=0, unlikeliness=unlikeliness, dynamic_update=False,
+        disable_tqdm=True,
+    )
+    trainer = UnlikelinessGRPOTrainer(
+        model=str(model_dir), reward_funcs=[ProofReward(task, task.make_verifier())], args=config,
+        train_dataset=build_dataset(task, task.load_problems(), tokenizer))
+    trainer.remove_callback(PrinterCallback)  # the per-step log dicts would drown the table
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    rank = sum(h.get("time/rank", 0.0) for h in trainer.state.log_history)
+    return {"seconds": seconds, "per_step": seconds / args.steps, "rank_seconds": rank}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    import logging
+
+    import transformers
+
+    from prover.testing.tiny_model import build_tiny_model
+
+    transformers.logging.set_verbosity_error()
+    logging.basicConfig(level=logging.WARNING)
+    results: dict[str, list[dict[str, float]]] = {"grpo": [], "unlikeliness": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_tiny_model(Path(tmp) / "tiny")
+        run_once(model_dir, Path(tmp) / "warmup", True, argparse.Namespace(**{**vars(args), "steps": 2}))
+        for r in range(args.rounds):
+            for mode in (("grpo", "unlikeliness") if r % 2 == 0 else ("unlikeliness", "grpo")):
+                res = run_once(model_dir, Path(tmp) / f"{mode}{r}", mode == "unlikeliness", args)
+                results[mode].append(res)
+                print(f"round {r + 1}/{args.rounds} {mode:>12}: {res['per_step']:.3f} s/step", file=sys.stderr)
+    base = statistics.median(x["per_step"] for x in results["grpo"])
+    shaped = statistics.median(x["per_step"] for x in results["unlikeliness"])
+    rank = statistics.median(x["rank_seconds"] / x["seconds"] for x in results["unlikeliness"])
+    summary = {"grpo_s_per_step": base, "unlikeliness_s_per_step": shaped, "overhead": shaped / base - 1,
+               "ranking_share_of_run": rank, "settings": {k: str(v) for k, v in vars(args).items()}, "runs": results}
+    print(f"{'mode':<14}{'s/step (median)':>16}")
+    print(f"{'grpo':<14}{base:>16.3f}")
+    print(f"{'unlikeliness':<14}{shaped:>16.3f}")
+    print(f"overhead: {100 * (shaped / base - 1):+.1f}% (ranking forward pass: {100 * rank:.1f}% of the run)")
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
