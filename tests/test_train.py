@@ -60,7 +60,7 @@ class WordTask(Task):
     def build_prompt(self, problem):
         return f"{problem.statement}\n"
 
-    def extract_proof(self, completion):
+    def extract_proof(self, completion, problem=None):
         if "```" in completion:
             return completion.split("```")[0]
         return None if self.config.require_closing_fence else completion

@@ -194,7 +194,7 @@ def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int =
 
 class RankBiasCallback(TrainerCallback):
     """Builds the probe from the model as training starts (or reloads it on resume), evaluates it
-    every ``every`` optimizer steps on the main process, appends each result to
+    every ``every`` optimizer steps, appends each result to
     ``<dir>/rank_bias.jsonl``, redraws ``<dir>/rank_bias.png``, and reports the binned rates through
     ``log_metric`` (``rank_bias/uplift_q1`` = least likely quarter ... ``q4``)."""
 
@@ -221,19 +221,22 @@ class RankBiasCallback(TrainerCallback):
         return self.dir / "rank_bias.png"
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if not state.is_world_process_zero:
-            return
+        # Every process samples and scores the probe alike (same seeds): a sharded (FSDP) model's
+        # forward passes need all of them; only the main process writes.
         if self.probe_path.exists():  # a resumed run keeps the initial model's probe
             self.probe = RankBiasProbe.load(self.probe_path)
             return
         self.probe = self.build(model)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.probe.save(self.probe_path)
+        if state.is_world_process_zero:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.probe.save(self.probe_path)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.probe is None or state.global_step % self.every:
             return
         result = self.probe.uplift(model, state.global_step)
+        if not state.is_world_process_zero:
+            return
         with self.results_path.open("a") as f:
             f.write(json.dumps(asdict(result)) + "\n")
         plot_uplift(self.history(), self.plot_path)

@@ -72,7 +72,7 @@ class ProofReward:
     def verdicts(self, problems: Sequence[Problem], completions: Sequence[str],
                  record: bool = True) -> tuple[list[Verdict | None], dict[str, float]]:
         """One verdict per completion (None: no proof could be extracted) and batch statistics."""
-        proofs = [self.task.extract_proof(text) for text in completions]
+        proofs = [self.task.extract_proof(text, p) for text, p in zip(completions, problems, strict=True)]
         requests = [self.task.proof_request(p, proof) if proof is not None else None
                     for p, proof in zip(problems, proofs, strict=True)]
         todo: dict[str, ProofRequest] = {}
