@@ -64,9 +64,13 @@ class PropertyTask(Task):
         return self.verifier
 
     def parse_statement(self, text, name="user_theorem"):
-        if ":= by" not in text:
+        """As the Lean task: what comes before `theorem` is the header."""
+        head, _, rest = text.partition("theorem")
+        if not rest:
+            raise ValueError("a statement must declare a theorem")
+        if ":= by" not in rest:
             raise ValueError("a statement must end with `:= by`")
-        return Problem(name, text.strip() + "\n", HEADER)
+        return Problem(name, "theorem" + rest.rstrip() + "\n", head.strip() + "\n" if head.strip() else HEADER)
 
 
 class ScriptedSampler(Sampler):

@@ -40,19 +40,18 @@ def test_paste_prove_save_interrupt_and_quit(session, tmp_path):
     child.sendline(":budget 32")
     child.expect_exact("budget = 32")
 
-    # A statement over two lines, ended by a blank line.
+    # A pasted file: a header with blank lines (they do not end it: no theorem yet), then a
+    # statement over two lines, ended by a blank line.
     child.expect_exact(PROMPT)
-    child.sendline("theorem t (x : ℕ)")
-    child.expect_exact("...")
-    child.sendline("    (h : 2 * x = 4) : x = 2 := by")
-    child.sendline("")
+    for line in ["import Mathlib", "", "open Real", "", "theorem t (x : ℕ)", "    (h : 2 * x = 4) : x = 2 := by", ""]:
+        child.sendline(line)
     child.expect("proved in [0-9.]+ s after [0-9]+ samples")
     child.expect_exact(PROMPT)
     saved = tmp_path / "proofs.lean"
     child.sendline(f":save {saved}")
     child.expect_exact("saved to")
     text = saved.read_text()
-    assert text.startswith("import Mathlib\n\nopen Nat\n\ntheorem t (x : ℕ)\n    (h : 2 * x = 4) : x = 2 := by\n")
+    assert text.startswith("import Mathlib\n\nopen Real\n\ntheorem t (x : ℕ)\n    (h : 2 * x = 4) : x = 2 := by\n")
     assert "a" in text.split(":= by\n", 1)[1]  # the proof the exact checker accepted
 
     # Nothing proves False: the search runs until Ctrl-C, showing its progress meanwhile.
@@ -70,8 +69,11 @@ def test_paste_prove_save_interrupt_and_quit(session, tmp_path):
     child.expect_exact("stopped by the user")
     child.expect_exact(PROMPT)
 
-    # Bad input is answered at once, and the session goes on.
+    # Bad input is answered at once (a blank line does not end what does not parse yet; a second
+    # one does), and the session goes on.
     child.sendline("lemma nope : True")
+    child.sendline("")
+    child.expect_exact("...")
     child.sendline("")
     child.expect_exact("bad statement")
     child.expect_exact(PROMPT)

@@ -54,7 +54,10 @@ def parse_config(argv: list[str] | None) -> tuple[SearchConfig, argparse.Namespa
     args, rest = parser.parse_known_args(argv)
     overrides = [f"--{_SHORT[k]}={v}" for k, v in vars(args).items() if k in _SHORT and v is not None]
     try:
-        config = load_config(SearchConfig, ([f"--config={args.config}"] if args.config else []) + rest + overrides)
+        # A partly overridden section is rebuilt from its class defaults (TaskConfig says synthetic):
+        # the search's own default task is restated here.
+        config = load_config(SearchConfig, ([f"--config={args.config}"] if args.config else []) + rest + overrides,
+                             defaults={"task": {"name": "lean"}})
     except ConfigError as exc:
         parser.error(str(exc))  # exits 2
     return config, args

@@ -127,17 +127,19 @@ class SearchContext:
     def verify(self, proofs: list[str]) -> list[Verdict]:
         """A verdict per proof, in order; a proof already tried is not sent again."""
         keys = [p.rstrip() for p in proofs]
-        new = list(dict.fromkeys(k for k in keys if k not in self.tried))
+        new: dict[str, str] = {}  # key -> the first proof text with that key
+        for key, proof in zip(keys, proofs):
+            if key not in self.tried:
+                new.setdefault(key, proof)
         if new:
             self.progress.update(phase="verifying")
-            requests = [self.task.proof_request(self.problem, proofs[keys.index(k)]) for k in new]
-            verdicts = self.verifier.check_batch(requests)
+            verdicts = self.verifier.check_batch([self.task.proof_request(self.problem, p) for p in new.values()])
             self.progress.add(distinct=len(new))
-            for key, verdict in zip(new, verdicts):
+            for (key, proof), verdict in zip(new.items(), verdicts):
                 self.tried[key] = verdict
                 self.progress.record_verdict(verdict)
                 if self.log is not None:
-                    self.log.append(proofs[keys.index(key)], verdict, self.progress)
+                    self.log.append(proof, verdict, self.progress)
         return [self.tried[k] for k in keys]
 
     def first_proved(self, proofs: list[str]) -> Found | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from prover.runinfo import write_run_info
 from prover.search.config import STRATEGIES, SearchConfig
 from prover.search.display import render_proof, run_search, summary_lines
 from prover.search.engine import SearchError, SearchResult, StatementError
@@ -27,7 +28,8 @@ logger = logging.getLogger(__name__)
 PROMPT, MORE = "theorem> ", "     ... "
 
 HELP = """\
-Paste a statement (Lean: ending with ':= by') and finish it with a blank line. Ctrl-C stops a search.
+Paste a statement (Lean: ending with ':= by') and finish it with a blank line (two blank lines end
+text that is not a statement yet, e.g. a header on its own). Ctrl-C stops a search.
   :budget N        samples (best-first: expansions) per theorem   :time S      seconds per theorem (0 = none)
   :temp T          sampling temperature                           :top_p P     nucleus mass
   :round N         samples per round                              :seed N      sampling seed
@@ -58,6 +60,9 @@ class InteractiveSession:
 
     def run(self) -> int:
         history = self._load_history()
+        if self.config.run_dir:
+            write_run_info(self.config.run_dir, self.config, seeds={"seed": self.config.seed},
+                           lean_project=self.config.verifier.resolved_lean_project())
         try:
             self.console.print(f"[bold]prover search[/] · task {self.session.task.name} · strategy {self.config.strategy} · "
                                f"budget {self.config.budget}. Paste a statement, then a blank line; :help for commands.")
@@ -82,17 +87,32 @@ class InteractiveSession:
         return 0
 
     def _read(self) -> str:
-        """One command (a line starting with ':') or one statement (lines up to a blank line)."""
+        """One command (a line starting with ':') or one statement.
+
+        A blank line ends a statement that parses; one that does not yet (a pasted header with blank
+        lines before the theorem) goes on until it does, or until two blank lines in a row.
+        """
         lines: list[str] = []
         while True:
             line = input(MORE if lines else PROMPT)
             if not lines and line.strip().startswith(":"):
                 return line.strip()
-            if not line.strip():
-                if lines:
-                    return "\n".join(lines) + "\n"
+            if line.strip():
+                lines.append(line)
                 continue
-            lines.append(line)
+            if not lines:
+                continue
+            text = "\n".join(lines).rstrip("\n") + "\n"
+            if lines[-1] == "" or self._parses(text):
+                return text
+            lines.append("")
+
+    def _parses(self, text: str) -> bool:
+        try:
+            self.session.problem_from_text(text)
+        except StatementError:
+            return False
+        return True
 
     def _load_model(self) -> None:
         try:
