@@ -200,6 +200,38 @@ def test_each_distinct_proof_is_verified_once_and_budget_is_exact():
     assert result.progress.distinct == result.progress.verified == 3
 
 
+class FlakyVerifier(PropertyVerifier):
+    """ERROR (the checker failed) for the proofs listed, on their first check only; else as PropertyVerifier."""
+
+    def __init__(self, fail_once=(), fail_always=False):
+        super().__init__("a")
+        self.fail_once, self.fail_always = set(fail_once), fail_always
+
+    async def check(self, request):
+        if self.fail_always or request.proof in self.fail_once:
+            self.fail_once.discard(request.proof)
+            self.checked.append(request.proof)
+            return Verdict(Status.ERROR, reason="worker died", check="infra")
+        return await super().check(request)
+
+
+def test_a_failed_check_is_retried_and_not_counted_as_a_wrong_proof():
+    session, task = session_with(["x", "y", "x", "z", "x", "y"], budget=6, round_size=2)
+    task.make_verifier = lambda config=None: FlakyVerifier(fail_once=["x"])
+    result = session.search(session.problem_from_text("theorem f : False := by"))
+    assert session.verifier.checked == ["x", "y", "x", "z"]  # x again after its check failed, then never
+    assert result.progress.statuses == {"error": 1, "rejected": 3} and result.progress.distinct == 3
+
+
+def test_a_broken_verifier_stops_the_search(property_task, tiny_model_dir, capsys, monkeypatch):
+    from prover.search.cli import main
+
+    monkeypatch.setattr(PropertyTask, "make_verifier", lambda self, config=None: FlakyVerifier(fail_always=True))
+    rc = main(cli_args(tiny_model_dir, "--theorem", "theorem f : False := by", "--budget", "64"))
+    err = " ".join(capsys.readouterr().err.split())
+    assert rc == 1 and "search failed: the verifier failed on all" in err and "worker died" in err
+
+
 def test_cancel_and_time_limit_stop_the_search():
     session, _ = session_with(["x"], budget=10**6, round_size=2)
     problem = session.problem_from_text("theorem f : False := by")

@@ -15,7 +15,8 @@ from prover.sampling.base import Completion, Sampler, SamplingParams
 from prover.search.progress import SearchProgress
 from prover.tasks.base import Task
 from prover.verifier.base import Verifier
-from prover.verifier.verdict import Verdict
+from prover.verifier.split import layout
+from prover.verifier.verdict import Status, Verdict
 
 if TYPE_CHECKING:
     from prover.search.backends import ProofStateBackend
@@ -56,8 +57,8 @@ class SearchResult:
 
     @property
     def full_text(self) -> str:
-        """Statement and proof: what a user pastes into a Lean file (below the header)."""
-        return self.problem.statement + (self.proof or "")
+        """Statement and proof as the verifier joined them: what a user pastes below the header."""
+        return layout("", self.problem.statement, self.proof or "").command
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +91,7 @@ class SearchContext:
     def __post_init__(self) -> None:
         limit = self.config.time_limit
         self.deadline = time.monotonic() + limit if limit > 0 else None
+        self._errored: set[str] = set()  # proofs whose check failed (ERROR): counted once as distinct
 
     def stop_reason(self) -> Outcome | None:
         if self.cancel.is_set():
@@ -125,22 +127,34 @@ class SearchContext:
         return proofs
 
     def verify(self, proofs: list[str]) -> list[Verdict]:
-        """A verdict per proof, in order; a proof already tried is not sent again."""
+        """A verdict per proof, in order; a proof already judged is not sent again.
+
+        An ERROR verdict (the checker failed, not the proof) is not remembered, so the proof can
+        be checked again; a batch in which every check failed raises ``SearchError``: the search
+        stops rather than spend its budget on a broken verifier.
+        """
         keys = [p.rstrip() for p in proofs]
         new: dict[str, str] = {}  # key -> the first proof text with that key
         for key, proof in zip(keys, proofs):
             if key not in self.tried:
                 new.setdefault(key, proof)
+        fresh: dict[str, Verdict] = {}
         if new:
             self.progress.update(phase="verifying")
             verdicts = self.verifier.check_batch([self.task.proof_request(self.problem, p) for p in new.values()])
-            self.progress.add(distinct=len(new))
+            self.progress.add(distinct=len(new.keys() - self._errored))
             for (key, proof), verdict in zip(new.items(), verdicts):
-                self.tried[key] = verdict
+                fresh[key] = verdict
                 self.progress.record_verdict(verdict)
+                if verdict.status is Status.ERROR:
+                    self._errored.add(key)
+                    continue
+                self.tried[key] = verdict
                 if self.log is not None:
                     self.log.append(proof, verdict, self.progress)
-        return [self.tried[k] for k in keys]
+            if all(v.status is Status.ERROR for v in verdicts):
+                raise SearchError(f"the verifier failed on all {len(verdicts)} proofs of a batch: {verdicts[0].reason}")
+        return [fresh[k] if k in fresh else self.tried[k] for k in keys]
 
     def first_proved(self, proofs: list[str]) -> Found | None:
         for proof, verdict in zip(proofs, self.verify(proofs)):
