@@ -132,7 +132,7 @@ def cluster():
             except ProcessLookupError:
                 pass
         for pgid in groups:
-            if not wait_until(lambda: not in_group(pgid), 15):
+            if not wait_until(lambda: not in_group(pgid), 5):
                 os.killpg(pgid, signal.SIGKILL)
         left = [p for g in groups for p in in_group(g)]
         shutil.rmtree(root, ignore_errors=True)
@@ -168,6 +168,24 @@ def request(i: int, directive: str) -> ProofRequest:
 # directive -> the verdict the REPL double leads to
 OUTCOMES = {"": Status.PROVED, "double:error": Status.REJECTED, "double:sorry": Status.REJECTED,
             "double:axiom=Fake.ax": Status.REJECTED}
+
+
+@pytest.mark.ray
+def test_processes_of_one_launch_share_the_actors(cluster, tag, monkeypatch):
+    """As under torchrun: the second client finds the first one's actors by name instead of starting more
+    (which could never be placed: the first took every CPU); closing it leaves them to the first."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port_block(1)))
+    config = VerifierConfig(backend="ray", ray_address=cluster["address"], ray_cpus_per_actor=2, timeout=20.0,
+                            start_timeout=60.0, repl_command=[sys.executable, DOUBLE, "--tag", tag])
+    with make_verifier(config, headers=[HEADER]) as first:
+        with make_verifier(config) as second:
+            assert second.stats()["actors"] == first.stats()["actors"] == 2
+            assert second.check_batch([request(0, "")])[0].proved
+        assert first.check_batch([request(1, "double:error")])[0].status is Status.REJECTED
+        assert sum(first.stats()["answered"].values()) == 1  # each client counts its own verdicts
+    assert wait_until(lambda: not tagged(tag), 20), f"REPL doubles left after the owner closed: {tagged(tag)}"
 
 
 @pytest.mark.ray

@@ -12,12 +12,17 @@ node dies, the proofs it had not answered go back to the front of the queue and 
 every request still gets exactly one verdict; a proof that has been on ``MAX_TRIES`` dead actors gets an
 ERROR verdict (reward None). Verdicts are cached and identical proofs in flight are shared on the client,
 as in the local pool. Ray is an optional extra: it is imported when this backend is first used.
+
+The processes of one distributed launch (torchrun / accelerate: same MASTER_ADDR, MASTER_PORT and
+WORLD_SIZE) share one set of named actors: the first to ask starts them, the others find them by name,
+and they live until the process that started them closes its verifier.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import logging
 import os
 import socket
@@ -92,6 +97,15 @@ def plan_actors(nodes: list[dict], cpus_per_actor: int) -> list[str]:
     return plan
 
 
+def shared_job_key() -> str | None:
+    """What the processes of one distributed launch (torchrun, accelerate, deepspeed) have in common, so
+    that they share one set of actors instead of each starting its own; None outside such a launch."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
+        return None
+    job = f"{os.environ['MASTER_ADDR']}:{os.environ.get('MASTER_PORT', '')}:{os.environ['WORLD_SIZE']}"
+    return hashlib.sha256(job.encode()).hexdigest()[:12]
+
+
 @dataclass
 class _Item:
     request: ProofRequest
@@ -109,6 +123,7 @@ class _Slot:
     inflight: int = 0
     answered: int = 0
     alive: bool = True
+    owned: bool = True  # started by this process (else shared with the sibling that did)
     tasks: set = field(default_factory=set)
 
     @property
@@ -191,7 +206,7 @@ class RayVerifier(Verifier):
         if self._closed:
             return
         self._closed = True
-        live = [s for s in self._slots if s.alive]
+        live = [s for s in self._slots if s.alive and s.owned]
         asyncio.run_coroutine_threadsafe(self._abort(), self._loop).result(timeout=10)
         closing = [s.handle.close.remote() for s in live]
         if closing:
@@ -200,7 +215,8 @@ class RayVerifier(Verifier):
                 logger.warning("%d verifier actors did not close their pools within %g s; killing them",
                                len(late), CLOSE_TIMEOUT)
         for slot in self._slots:
-            self._kill(slot.handle)
+            if slot.owned:
+                self._kill(slot.handle)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
@@ -212,35 +228,45 @@ class RayVerifier(Verifier):
     # ------------------------------------------------------------------ actors
 
     def _start_actors(self, headers: list[str]) -> list[_Slot]:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         cpus = self.config.ray_cpus_per_actor
         plan = plan_actors(self._ray.nodes(), cpus)
         if not plan:
             raise VerifierError(f"no live Ray node has ray_cpus_per_actor={cpus} CPUs: lower "
                                 f"verifier.ray_cpus_per_actor or add CPU nodes to the cluster")
         actor_config = replace(self.config, backend="local", workers=cpus, cache_path=None)
-        remote = self._ray.remote(PoolActor)
-        handles = [remote.options(num_cpus=cpus, max_restarts=0,
-                                  scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-                                  ).remote(actor_config, headers) for node in plan]
-        logger.info("starting %d verifier actors (%d REPL workers each) on %d nodes", len(handles), cpus,
-                    len(set(plan)))
-        infos = [handle.info.remote() for handle in handles]
+        job = shared_job_key()
+        created = [self._create_actor(actor_config, headers, node, f"prover-verifier-{job}-{i}" if job else None)
+                   for i, node in enumerate(plan)]
+        logger.info("%d verifier actors (%d REPL workers each) on %d nodes, %d started by this process",
+                    len(created), cpus, len(set(plan)), sum(owned for _, owned in created))
+        infos = [handle.info.remote() for handle, _ in created]
         slots, errors = [], []
-        for handle, node, ref in zip(handles, plan, infos):
+        for (handle, owned), node, ref in zip(created, plan, infos):
             try:  # waits for the pool to start and load the headers
                 info = self._ray.get(ref)
             except self._ray.exceptions.RayError as exc:
                 errors.append(exc)
                 self._kill(handle)
                 continue
-            slots.append(_Slot(handle, f"{info['host']}:{node[:8]}", info["workers"]))
+            slots.append(_Slot(handle, f"{info['host']}:{node[:8]}", info["workers"], owned=owned))
         if errors:
-            logger.error("%d of %d verifier actors failed to start: %s", len(errors), len(handles), errors[0])
+            logger.error("%d of %d verifier actors failed to start: %s", len(errors), len(created), errors[0])
         if not slots:
             raise VerifierError(f"no verifier actor started: {errors[0]}") from errors[0]
         return slots
+
+    def _create_actor(self, config: VerifierConfig, headers: list[str], node: str, name: str | None):
+        """(handle, whether this process created it): the named actor of the job if another process made it."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options = {"num_cpus": config.workers, "max_restarts": 0,
+                   "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+        if name:
+            options["name"] = name
+        try:
+            return self._ray.remote(PoolActor).options(**options).remote(config, headers), True
+        except ValueError:  # the name is taken: a sibling process of the same job was first
+            return self._ray.get_actor(name), False
 
     def _kill(self, handle) -> None:
         try:
