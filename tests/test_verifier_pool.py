@@ -135,7 +135,8 @@ def test_close_leaves_no_process_behind():
 
 
 PARENT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal (a background job ignores it)
     from prover.verifier import LeanPool, ProofRequest, VerifierConfig
     pool = LeanPool(VerifierConfig(repl_command=[sys.executable, {double!r}, "--tag", {tag!r}], workers=2,
                                    sandbox={sandbox!r}), headers=["import Mathlib"])
@@ -145,7 +146,7 @@ PARENT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_no_orphans_when_the_parent_dies(sig):
     sandbox = "bwrap" if bwrap_works() else "none"
     # Under bwrap the pid namespace also takes a grandchild along; without it only the REPL is ours.
@@ -232,11 +233,16 @@ def worker_pids(pool: LeanPool) -> set[int]:
     return {w.repl.pid for q in pool._idle.values() for w in q} | {w.repl.pid for w in pool._busy}
 
 
-def test_workers_are_recycled_after_max_checks():
+def test_workers_are_recycled_after_max_checks_or_above_the_memory_limit():
     with LeanPool(config(workers=1, max_checks_per_worker=2)) as pool:
         pool.check_batch([request(f"  linarith -- {i}") for i in range(2)])
         first = worker_pids(pool)
         pool.check_batch([request(f"  linarith -- {i}") for i in range(2, 4)])
+        assert worker_pids(pool).isdisjoint(first)
+    with LeanPool(config(workers=1, memory_limit_mb=1)) as pool:  # any process is above 1 MB
+        pool.check_batch([request("  linarith -- a")])
+        first = worker_pids(pool)
+        pool.check_batch([request("  linarith -- b")])
         assert worker_pids(pool).isdisjoint(first)
 
 

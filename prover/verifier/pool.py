@@ -46,6 +46,7 @@ from prover.verifier.verdict import ProofRequest, Status, Verdict
 logger = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL = 0.1  # seconds between memory samples of busy workers
+SHUTDOWN_GRACE = 20.0  # seconds close() waits for running checks and process reaping before cancelling
 AXIOMS_TIMEOUT = 60.0  # `#print axioms` only walks the proof term: seconds, unless something is wrong
 _OOM = re.compile(r"out of memory|MemoryError|std::bad_alloc|Cannot allocate memory", re.I)
 _live_pools: weakref.WeakSet[LeanPool] = weakref.WeakSet()
@@ -128,7 +129,11 @@ class LeanPool(Verifier):
         _live_pools.add(self)
         headers = list(headers)
         if headers:
-            self.warm(headers)
+            try:
+                self.warm(headers)
+            except BaseException:
+                self.close()
+                raise
 
     # ------------------------------------------------------------------ public API
 
@@ -169,7 +174,7 @@ class LeanPool(Verifier):
         if threading.current_thread() is self._thread:
             raise RuntimeError("LeanPool.close() called from the pool's own thread")
         try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=60)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=SHUTDOWN_GRACE + 30)
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:
             logger.error("pool shutdown did not finish cleanly: %s", exc)
         finally:
@@ -223,7 +228,13 @@ class LeanPool(Verifier):
         future = self._loop.create_future()
         self._inflight[key] = future
         try:
-            verdict = await self._check_uncached(request)
+            try:
+                verdict = await self._check_uncached(request)
+            except (PoolClosedError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a bug here must not sink the whole batch, nor ever count as a proof
+                logger.exception("internal error while checking %s", request.name or key[:12])
+                verdict = Verdict(Status.ERROR, f"infra: internal error: {type(exc).__name__}: {exc}", "infra")
         except BaseException as exc:
             future.set_exception(PoolClosedError("the pool closed") if isinstance(exc, asyncio.CancelledError) else exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
@@ -372,7 +383,8 @@ class LeanPool(Verifier):
         """Back to the pool: to a waiter for its header, retired, or idle."""
         self._busy.discard(worker)
         limit = self.config.memory_limit_mb
-        if (worker.checks >= self.config.max_checks_per_worker or (limit and worker.repl.rss_mb() > limit)
+        # Only a used worker is judged by its memory: a fresh one above the limit would be replaced forever.
+        if (worker.checks >= self.config.max_checks_per_worker or (limit and worker.checks and worker.repl.rss_mb() > limit)
                 or worker.header not in self._headers or self._closed):
             self._retire(worker, replace_it=True)
             return
@@ -467,18 +479,20 @@ class LeanPool(Verifier):
         for repl in self._repls:  # first kill every process at once, then reap them
             repl.kill()
         # Checks still running now fail over to a retry that finds the pool closed (PoolClosedError);
-        # starts and closes finish quickly once their processes are dead.
+        # starts and closes finish quickly once their processes are dead, and may spawn closes of
+        # their own: wait until nothing is left (cancel whatever is still there after the deadline).
         me = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks(self._loop) if t is not me]
-        if pending:
-            await asyncio.wait(pending, timeout=10)
+        deadline = self._loop.time() + SHUTDOWN_GRACE
+        while pending := [t for t in asyncio.all_tasks(self._loop) if t is not me]:
+            if self._loop.time() >= deadline:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
+            await asyncio.wait(pending, timeout=deadline - self._loop.time())
         for repl in list(self._repls):
             await repl.close()
         self._repls.clear()
-        leftover = [t for t in asyncio.all_tasks(self._loop) if t is not me]
-        for task in leftover:
-            task.cancel()
-        await asyncio.gather(*leftover, return_exceptions=True)
 
 
 @atexit.register

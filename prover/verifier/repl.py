@@ -79,18 +79,18 @@ class ReplProcess:
         return env
 
     async def start(self) -> None:
-        self.scratch = Path(tempfile.mkdtemp(prefix=f"prover-{self.name}-", dir=self.scratch_root))
-        self._stderr_path = self.scratch / "stderr.log"
-        inner = sandbox_mod.wrap(self.argv, self.sandbox, str(self.scratch))
-        with open(self._stderr_path, "wb") as stderr:
-            try:
+        try:
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"prover-{self.name}-", dir=self.scratch_root))
+            self._stderr_path = self.scratch / "stderr.log"
+            inner = sandbox_mod.wrap(self.argv, self.sandbox, str(self.scratch))
+            with open(self._stderr_path, "wb") as stderr:
                 self.proc = await asyncio.create_subprocess_exec(
                     *sandbox_mod.launcher_argv(inner, self.limits), stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE, stderr=stderr, env=self._child_env(), cwd=self.scratch,
                     start_new_session=True, limit=self.max_response_bytes)
-            except OSError as exc:
-                self._remove_scratch()
-                raise ReplCrashed(f"could not start {self.argv[0]}: {exc}") from exc
+        except OSError as exc:
+            self._remove_scratch()
+            raise ReplCrashed(f"could not start {self.argv[0]}: {exc}") from exc
 
     def stderr_tail(self, limit: int = 1500) -> str:
         try:
