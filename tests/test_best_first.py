@@ -15,13 +15,14 @@ import pytest
 
 from prover.data.problem import Problem
 from prover.sampling.base import Completion, Sampler
-from prover.search.backends import DojoBackend
+from prover.search.backends import DojoBackend, ReplBackend
 from prover.search.best_first import join_tactics
 from prover.search.config import SearchConfig
 from prover.search.engine import StatementError
 from prover.search.session import SearchSession
 from prover.tasks.base import Task
 from prover.verifier.base import Verifier
+from prover.verifier.config import VerifierConfig
 from prover.verifier.verdict import Status, Verdict
 
 HEADER = "import Mathlib\n"
@@ -338,6 +339,18 @@ def test_repl_restarts_after_a_hung_tactic_and_replays_the_state(tmp_path):
     assert lines.count("start") == 2  # the hung REPL was killed and a new one started
     # the new process rebuilt `intro y` from the statement before running `omega` on it
     assert tactics_sent(log) == ["intro y", "slow", "intro y", "omega"]
+
+
+def test_repl_is_replaced_between_theorems_after_many_requests(tmp_path):
+    command, log = repl_command(tmp_path, GRAPH)
+    backend = ReplBackend.from_config(VerifierConfig(repl_command=command, sandbox="none", max_checks_per_worker=3))
+    root = backend.start(PROBLEM)  # the header, then the statement with `sorry`: 2 requests
+    assert backend.run_tactic(root, "intro y").kind == "state"  # 3
+    assert backend.start(PROBLEM) is root  # the same theorem keeps its process and states
+    other = backend.start(Problem("t", STATEMENT.replace(":= by", " := by"), HEADER))
+    assert backend.run_tactic(other, "intro y").kind == "state"
+    backend.close()
+    assert log.read_text().splitlines().count("start") == 2  # a fresh REPL for the next theorem
 
 
 def test_dojo_results_are_read_by_class_name():

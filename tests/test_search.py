@@ -147,6 +147,20 @@ def test_json_failure_reports_counts(property_task, tiny_model_dir, capsys):
     assert out["top_errors"][0][0] == "missing 'a'"
 
 
+def test_synthetic_task(tiny_model_dir, capsys):
+    """The real synthetic task end to end: its statements, extraction and exact checker (the tiny random
+    model proves nothing there: every completion lacks the closing `qed`)."""
+    from prover.search.cli import main
+
+    args = ["--task", "synthetic", "--model", str(tiny_model_dir), "--sampler.backend", "hf", "--sampler.device", "cpu",
+            "--max_tokens", "8", "--budget", "8", "--round_size", "4", "--json"]
+    assert main([*args, "--theorem", "start 3 goal 12 steps 4"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["outcome"] == "exhausted" and out["samples"] == 8 and out["malformed"] + out["verified"] == 8
+    assert main([*args, "--theorem", "theorem t : 1 = 1 := by"]) == 2
+    assert "not a synthetic theorem" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -120,10 +120,14 @@ class ReplBackend(ProofStateBackend):
     restarted and a state of the dead process is rebuilt by replaying its tactics.
     """
 
-    def __init__(self, start_process: Callable[[], Any], timeout: float = 60.0, start_timeout: float = 600.0):
+    def __init__(self, start_process: Callable[[], Any], timeout: float = 60.0, start_timeout: float = 600.0,
+                 recycle_after: int = 500):
         self._start_process = start_process  # () -> a LeanRepl, or anything with its request() and close()
         self.timeout = timeout
         self.start_timeout = start_timeout
+        # The REPL never frees a state: between theorems, a process that served this many requests is replaced.
+        self.recycle_after = recycle_after
+        self._served = 0
         self._repl = None
         self._generation = 0
         self._envs: dict[str, int] = {}  # header -> env
@@ -131,11 +135,13 @@ class ReplBackend(ProofStateBackend):
 
     @classmethod
     def from_config(cls, config: VerifierConfig, timeout: float = 60.0) -> "ReplBackend":
-        return cls(lambda: LeanRepl(config), timeout=timeout, start_timeout=config.start_timeout)
+        return cls(lambda: LeanRepl(config), timeout=timeout, start_timeout=config.start_timeout,
+                   recycle_after=config.max_checks_per_worker)
 
     def _request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
         if self._repl is None:
             self._repl = self._start_process()
+        self._served += 1
         try:
             return self._repl.request(payload, timeout)
         except ReplError:
@@ -146,6 +152,7 @@ class ReplBackend(ProofStateBackend):
         if self._repl is not None:
             self._repl.close()
         self._repl = None
+        self._served = 0
         self._generation += 1
         self._envs.clear()
         self._roots.clear()
@@ -154,6 +161,8 @@ class ReplBackend(ProofStateBackend):
         key = (problem.header, problem.statement)
         if key in self._roots:
             return self._roots[key]
+        if self._served >= self.recycle_after:
+            self._reset()
         request: dict[str, Any] = {"cmd": problem.statement.rstrip() + "\n  sorry"}
         if problem.header.strip():
             if problem.header not in self._envs:

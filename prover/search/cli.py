@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -65,7 +66,7 @@ def parse_config(argv: list[str] | None) -> tuple[SearchConfig, argparse.Namespa
 
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # messages stay on one line for grep and logs
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
     if config.wants_interactive():
         if not sys.stdin.isatty():
@@ -113,8 +114,6 @@ def _problem(session: SearchSession, config: SearchConfig):
     if config.theorem:
         return session.problem_from_text(config.theorem)
     if config.file:
-        from pathlib import Path
-
         path = Path(config.file)
         if not path.is_file():
             raise StatementError(f"statement file {path} does not exist")

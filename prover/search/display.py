@@ -33,21 +33,28 @@ def verdict_counts(progress: SearchProgress) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(progress.statuses.items())) or "none yet"
 
 
+def _with_bar(text: str, completed: float, total: float) -> RenderableType:
+    cell = Table.grid(padding=(0, 2))
+    cell.add_column(width=18, no_wrap=True)
+    cell.add_column()
+    cell.add_row(text, ProgressBar(total=max(total, 1e-9), completed=min(completed, total), width=24))
+    return cell
+
+
 def render_progress(p: SearchProgress, top_errors: int = 5) -> RenderableType:
     """The live panel: samples, verdicts, distinct proofs, common errors, time against the limit."""
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
+    grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    grid.add_column(width=30)
-    grid.add_row("budget", f"{p.used}/{p.budget} {p.budget_unit}", ProgressBar(total=max(p.budget, 1), completed=p.used, width=30))
+    grid.add_row("budget", _with_bar(f"{p.used}/{p.budget} {p.budget_unit}", p.used, p.budget))
     if p.time_limit:
-        grid.add_row("time", f"{p.elapsed:.1f}/{p.time_limit:g} s", ProgressBar(total=p.time_limit, completed=min(p.elapsed, p.time_limit), width=30))
+        grid.add_row("time", _with_bar(f"{p.elapsed:.1f}/{p.time_limit:g} s", p.elapsed, p.time_limit))
     else:
-        grid.add_row("time", f"{p.elapsed:.1f} s", "")
-    grid.add_row("samples", f"{p.samples} drawn, {p.malformed} malformed", "")
+        grid.add_row("time", f"{p.elapsed:.1f} s")
+    grid.add_row("samples", f"{p.samples} drawn, {p.malformed} malformed")
     if p.budget_unit == "expansions":
-        grid.add_row("tactics", f"{p.tactics} run, {p.frontier} states waiting", "")
-    grid.add_row("verified", f"{p.verified} of {p.distinct} distinct proofs: {verdict_counts(p)}", "")
+        grid.add_row("tactics", f"{p.tactics} run, {p.frontier} states waiting")
+    grid.add_row("verified", f"{p.verified} of {p.distinct} distinct proofs: {verdict_counts(p)}")
     parts: list[RenderableType] = [grid]
     if p.errors:
         errors = Table(title="most common errors", title_justify="left", show_header=False, box=None, padding=(0, 1))
