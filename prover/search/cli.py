@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 err.print("[red]no model[/]: pass --model PATH (or --sampler.model)")
                 return 2
         except StatementError as exc:
-            err.print(f"[red]bad statement[/]: {escape(str(exc))}", highlight=False)
+            err.print(f"[red]bad input[/]: {escape(str(exc))}", highlight=False)
             return 2
         except LeanSetupError as exc:
             err.print(f"[red]Lean is not set up[/]: {escape(str(exc))}", highlight=False)

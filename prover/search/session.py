@@ -103,7 +103,10 @@ class SearchSession:
         return self._with_header(problem)
 
     def problem_from_dataset(self, name: str, dataset: str | None = None) -> Problem:
-        problems = self.task.load_problems(dataset)
+        try:
+            problems = self.task.load_problems(dataset)
+        except (ValueError, OSError) as exc:  # the loaders' DataError is a ValueError naming file and row
+            raise StatementError(f"cannot load the problems: {exc}") from exc
         by_name = {p.name: p for p in problems}
         if name not in by_name:
             close = difflib.get_close_matches(name, list(by_name), n=3)
