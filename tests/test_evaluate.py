@@ -316,3 +316,19 @@ def test_lean_task_with_the_lean_pool_on_the_repl_double(tmp_path, shared_data_d
 def test_compare_needs_finished_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "summary.json does not exist" in capsys.readouterr().err
+
+
+def test_progress_figures_follow_resumes_and_rechecks(caplog):
+    from prover.eval.progress import EvalProgress
+
+    problems = [Problem(n, "") for n in "abc"]
+    bar = EvalProgress(len(problems), samples=2, log_every=0)
+    with bar, caplog.at_level("INFO", logger="prover.eval.progress"):
+        bar.seed_with({("a", 0): {"sample": 0, "status": "proved"}, ("a", 1): {"sample": 1, "status": "rejected"},
+                       ("c", 0): {"sample": 0, "status": "proved"}}, problems, samples=2)
+        assert bar._fields() == {"verified": 3, "n": 2, "pass1": "0.500", "passn": "1.000"}
+        bar.add("b", [{"sample": 0, "status": "error"}, {"sample": 1, "status": "rejected"}])
+        assert bar._fields() == {"verified": 5, "n": 2, "pass1": "0.250", "passn": "0.500"}
+        bar.add("b", [{"sample": 0, "status": "proved"}])  # the re-check replaces the error
+        assert bar._fields() == {"verified": 5, "n": 2, "pass1": "0.500", "passn": "1.000"}
+    assert "2/3 problems, 5 samples verified, pass@1 0.500, pass@2 1.000" in caplog.text  # not a terminal: logged
