@@ -7,7 +7,9 @@ property (it contains a given string); a theorem whose conclusion is ``False`` h
 from __future__ import annotations
 
 import json
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -352,3 +354,28 @@ def test_resume_prompts_continue_exactly_the_prefix_before_the_first_error():
     # Round 1 drew PROOF (cut before `foo`) and "  nlinarith [foo]" (cut to "  nlinarith ["); the longer prefix goes first.
     assert sampler.prompts[1] == [base, base + "  have h₂ : x = 2 := by omega\n  nlinarith [h₂, "]
     assert sampler.prompts[2] == [base, base + "  nlinarith ["]
+
+
+# --- the Lean task and the real verifier pool, over the REPL double -----------------------------------
+
+
+def test_lean_task_and_pool_end_to_end(tmp_path):
+    """LeanTask prompts and extraction, the statement check through a REPL started as the pool's
+    workers are, and proofs judged by the LeanPool (its screen, then the double as Lean)."""
+    config = SearchConfig(budget=4, round_size=2)
+    config.verifier.repl_command = [sys.executable, str(Path(__file__).with_name("repl_double.py"))]
+    config.verifier.workers = 1
+    config.verifier.timeout = 10
+    sampler = ScriptedSampler(["  sorry\n```", "  nlinarith [h]\n```\nrest", "  omega\n```"])
+    with SearchSession(config, sampler=sampler) as session:
+        with pytest.raises(StatementError, match="unknown identifier"):
+            session.check_statement(session.problem_from_text("theorem t /- double:error=unknown_identifier -/ : 1 = 1 := by"))
+        problem = session.problem_from_text("theorem t (x : ℕ) (h : 2 * x = 4) : x = 2 := by")
+        session.check_statement(problem)
+        result = session.search(problem)
+    assert sampler.prompts[0][0].startswith("Complete the following Lean 4 code:\n\n```lean4\nimport Mathlib")
+    assert sampler.prompts[0][0].endswith("theorem t (x : ℕ) (h : 2 * x = 4) : x = 2 := by\n")
+    # `sorry` is stopped by the pool's screen; the next proof (cut at its closing fence) is accepted
+    assert result.proved and result.proof == "  nlinarith [h]" and result.verdict.check != "screen"
+    assert result.progress.statuses == {"rejected": 1, "proved": 1}
+    assert any("sorry" in kind for kind in result.progress.errors)
