@@ -125,7 +125,8 @@ class LeanPool(Verifier):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="lean-pool", daemon=True)
         self._thread.start()
-        self._run(self._start_watchdog())
+        if config.check_memory_mb:
+            self._loop.call_soon_threadsafe(self._spawn_task, self._watchdog())
         _live_pools.add(self)
         headers = list(headers)
         if headers:
@@ -149,6 +150,8 @@ class LeanPool(Verifier):
 
     def submit(self, request: ProofRequest) -> concurrent.futures.Future:
         """Queue one request; blocks while ``max_pending`` submitted requests are unfinished (backpressure)."""
+        if self._closed:
+            raise PoolClosedError("the pool is closed")
         self._pending.acquire()
         try:
             future = asyncio.run_coroutine_threadsafe(self._check(request), self._loop)
@@ -168,11 +171,11 @@ class LeanPool(Verifier):
                 "waiting": len(self._waiters), "cached": len(self._cache), "headers": list(self._headers)}
 
     def close(self) -> None:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("LeanPool.close() called from the pool's own thread")
         if self._closed:
             return
         self._closed = True
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("LeanPool.close() called from the pool's own thread")
         try:
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=SHUTDOWN_GRACE + 30)
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:
@@ -452,10 +455,6 @@ class LeanPool(Verifier):
                 self._release(r)
         if failures:
             raise failures[0]
-
-    async def _start_watchdog(self) -> None:
-        if self.config.check_memory_mb:
-            self._spawn_task(self._watchdog())
 
     async def _watchdog(self) -> None:
         """Kill a busy worker whose memory passes ``check_memory_mb`` (its check gets a memory verdict)."""
