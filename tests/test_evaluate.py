@@ -240,7 +240,7 @@ def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
     png = tmp_path / "cmp.png"
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "hot,cool", "--out", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "hot" in out and "cool" in out and "pass@4" in out
+    assert "hot" in out and "cool" in out and "pass@4" in out and "Δpass@4" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

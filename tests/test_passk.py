@@ -108,3 +108,21 @@ def test_bootstrap_skips_missing_cells_and_handles_degenerate_input():
     assert (constant.mean, constant.low, constant.high) == (1.0, 1.0, 1.0)
     none, = bootstrap_means(values[:, :1], resamples=0)
     assert none.low == none.high == none.mean == pytest.approx(2 / 3)
+
+
+def test_paired_difference_sees_what_overlapping_bands_hide():
+    from prover.eval.summary import ProblemResult, Summary, paired_difference
+
+    def run(correct):  # 40 problems of spread-out difficulty, 10 samples each
+        per = {f"p{i}": ProblemResult(10, c, c, 0) for i, c in enumerate(correct)}
+        counts = [(10, c) for c in correct]
+        iv = dict(zip([1, 10], bootstrap_means(pass_at_k_matrix(counts, [1, 10]), 500)))
+        return Summary(10, [1, 10], iv, len(per), 0, 0.0, None, None, {}, 0, [], 0.0, 0.0, per)
+
+    base_correct = [i % 10 for i in range(40)]
+    base, better = run(base_correct), run([min(10, c + 1) for c in base_correct])
+    diff = paired_difference(base, better, resamples=500)
+    assert diff[1].mean == pytest.approx(better.pass_at_k[1].mean - base.pass_at_k[1].mean)
+    assert better.pass_at_k[1].low < base.pass_at_k[1].high  # the runs' own bands overlap ...
+    assert diff[1].low > 0 and diff[1].problems == 40  # ... the paired interval excludes 0
+    assert paired_difference(base, base, resamples=100)[1].mean == 0.0

@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from prover.eval.summary import Summary
+from prover.eval.passk import Interval
+from prover.eval.summary import Summary, paired_difference
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,12 @@ def facts_table(summary: Summary) -> Table:
     return table
 
 
+def _points(d: Interval | None) -> str:
+    if d is None or not d.problems:
+        return "-"
+    return f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
@@ -78,6 +85,24 @@ def compare_table(summaries: Mapping[str, Summary]) -> Table:
     table.add_column("solved", justify="right")
     for label, s in summaries.items():
         table.add_row(label, str(s.problems), *(_cell(s, k) for k in ks), str(s.solved))
+    return table
+
+
+def difference_table(summaries: Mapping[str, Summary]) -> Table | None:
+    """Each run minus the first, per k, on their common problems, with a paired bootstrap interval."""
+    if len(summaries) < 2:
+        return None
+    (base_label, base), *others = summaries.items()
+    ks = sorted({k for s in summaries.values() for k in s.ks})
+    table = Table(caption=f"pass@k minus {base_label}'s, in points [paired bootstrap interval over common problems]")
+    table.add_column("run")
+    table.add_column("common problems", justify="right")
+    for k in ks:
+        table.add_column(f"Δpass@{k}", justify="right")
+    for label, summary in others:
+        diff = paired_difference(base, summary, ks, base.bootstrap, base.confidence)
+        common = next(iter(diff.values())).problems if diff else 0
+        table.add_row(label, str(common), *(_points(diff.get(k)) for k in ks))
     return table
 
 
@@ -132,6 +157,9 @@ def print_run(summary: Summary, title: str = "", console: Console | None = None)
 def print_compare(summaries: Mapping[str, Summary], console: Console | None = None) -> None:
     console = console or Console()
     console.print(compare_table(summaries))
+    differences = difference_table(summaries)
+    if differences is not None:
+        console.print(differences)
     warning = problem_set_warning(summaries)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -150,3 +150,17 @@ def summarize(records: Mapping[tuple[str, int], Mapping[str, Any]], problem_name
         bootstrap=bootstrap,
         skipped_lines=skipped_lines,
     )
+
+
+def paired_difference(base: Summary, other: Summary, ks: Sequence[int] | None = None, resamples: int = 1000,
+                      confidence: float = 0.95, seed: int = 0) -> dict[int, Interval]:
+    """pass@k of ``other`` minus ``base`` over the problems both ran, with a paired bootstrap interval.
+
+    Resampling the per-problem differences cancels the problem-difficulty spread that dominates
+    each run's own interval: two runs whose bands overlap can still differ clearly.
+    """
+    names = [name for name in base.per_problem if name in other.per_problem]
+    ks = [k for k in (ks or base.ks) if k in base.ks and k in other.ks]
+    a = pass_at_k_matrix([(base.per_problem[n].samples, base.per_problem[n].correct) for n in names], ks)
+    b = pass_at_k_matrix([(other.per_problem[n].samples, other.per_problem[n].correct) for n in names], ks)
+    return dict(zip(ks, bootstrap_means(b - a, resamples, confidence, seed)))
