@@ -139,7 +139,7 @@ PARENT = textwrap.dedent("""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as on a terminal (a background job ignores it)
     from prover.verifier import LeanPool, ProofRequest, VerifierConfig
     pool = LeanPool(VerifierConfig(repl_command=[sys.executable, {double!r}, "--tag", {tag!r}], workers=2,
-                                   sandbox={sandbox!r}), headers=["import Mathlib"])
+                                   sandbox={sandbox!r}, scratch_dir={scratch!r}), headers=["import Mathlib"])
     pool.check_batch([ProofRequest("theorem t : 1 = 1 := by", {proof!r}, "import Mathlib")])
     print("ready", flush=True)
     time.sleep(600)
@@ -147,12 +147,12 @@ PARENT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
-def test_no_orphans_when_the_parent_dies(sig):
+def test_no_orphans_when_the_parent_dies(sig, tmp_path):
     sandbox = "bwrap" if bwrap_works() else "none"
     # Under bwrap the pid namespace also takes a grandchild along; without it only the REPL is ours.
     proof = " rfl -- double:spawn" if sandbox == "bwrap" else " rfl"
     tag = uuid.uuid4().hex
-    code = PARENT.format(double=DOUBLE, tag=tag, sandbox=sandbox, proof=proof)
+    code = PARENT.format(double=DOUBLE, tag=tag, sandbox=sandbox, proof=proof, scratch=str(tmp_path))
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout.readline().strip() == "ready"
@@ -162,6 +162,11 @@ def test_no_orphans_when_the_parent_dies(sig):
         assert wait_gone(tag) == []
     finally:
         parent.kill()
+    # A parent killed by a signal it does not handle cannot remove its workers' scratch directories
+    # (Ctrl-C unwinds and cleans up): the next pool sweeps them.
+    assert len(list(tmp_path.iterdir())) == (0 if sig == signal.SIGINT else 2)
+    LeanPool(config(scratch_dir=str(tmp_path))).close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cache_hits_in_memory_and_in_sqlite(tmp_path):

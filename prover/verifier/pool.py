@@ -38,7 +38,7 @@ from prover.verifier.errors import (LeanSetupError, PoolClosedError, ReplCrashed
                                     WorkerStartError)
 from prover.verifier.judge import clean_messages, judge_axioms, judge_command, theorem_name
 from prover.verifier.lean_project import lean_version_id, repl_launch
-from prover.verifier.repl import ReplProcess
+from prover.verifier.repl import ReplProcess, sweep_stale_scratch
 from prover.verifier.screen import screen
 from prover.verifier.split import Layout, layout
 from prover.verifier.verdict import ProofRequest, Status, Verdict
@@ -108,6 +108,7 @@ class LeanPool(Verifier):
         if self._sandbox == "none" and config.sandbox == "auto":
             logger.warning("no working bwrap or unshare here: REPL workers run without a namespace sandbox")
         self._limits = sandbox_mod.limits_from_config(config)
+        sweep_stale_scratch(config.scratch_dir)
         self._allowlist = config.effective_axiom_allowlist()
         policy = f"{sorted(self._allowlist)}|native={config.allow_native}|{lean_version_id(config)}"
         self._cache = VerdictCache(config.cache_path, policy)

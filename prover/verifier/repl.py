@@ -27,7 +27,25 @@ from prover.verifier.errors import ReplCrashed, ReplProtocolError, ReplTimeout
 logger = logging.getLogger(__name__)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+SCRATCH_PREFIX = "prover-repl-"  # + the owning process's pid + "-": a crashed owner's leftovers can be found
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def sweep_stale_scratch(root: str | None = None) -> int:
+    """Remove scratch directories whose owning process is gone (it was killed before it could clean up)."""
+    removed = 0
+    for path in Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        owner = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
 
 
 if hasattr(asyncio, "timeout"):  # Python >= 3.11: no extra task per request
@@ -80,7 +98,7 @@ class ReplProcess:
 
     async def start(self) -> None:
         try:
-            self.scratch = Path(tempfile.mkdtemp(prefix=f"prover-{self.name}-", dir=self.scratch_root))
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self.scratch_root))
             self._stderr_path = self.scratch / "stderr.log"
             inner = sandbox_mod.wrap(self.argv, self.sandbox, str(self.scratch))
             with open(self._stderr_path, "wb") as stderr:
