@@ -21,7 +21,7 @@ from rich.logging import RichHandler
 from prover.config import ConfigError, help_text, load_config, to_dict
 from prover.eval.config import DEFAULT_TASK, EvalConfig
 from prover.eval.records import RecordsError
-from prover.eval.report import PLOT_FILE, plot_passk, print_compare, print_run
+from prover.eval.report import PLOT_FILE, on_common_problems, plot_passk, print_compare, print_run
 from prover.eval.runner import EvalError, evaluate
 from prover.eval.summary import Summary
 
@@ -51,6 +51,8 @@ def make_compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", help="comma-separated names for the runs (default: directory names)")
     parser.add_argument("--out", default="runs/eval/compare.png", help="where the plot goes")
     parser.add_argument("--title", default="", help="plot title")
+    parser.add_argument("--all_problems", "--all-problems", action="store_true",
+                        help="show each run on its own problem set (default: on the problems all runs share)")
     return parser
 
 
@@ -107,8 +109,12 @@ def run(config: EvalConfig) -> tuple[Summary, Path]:
                            lean_project=config.verifier.resolved_lean_project(), progress=config.progress)
     if config.plot:
         plot_passk({Path(config.sampler.model).name: summary}, run_dir / PLOT_FILE,
-                   title=f"{config.task.dataset or config.task.name}, {summary.problems} problems")
+                   title=f"{_what(config)}: {summary.problems} problems, {config.samples} samples each")
     return summary, run_dir
+
+
+def _what(config: EvalConfig) -> str:
+    return " ".join(x for x in (config.task.name, config.task.dataset) if x)
 
 
 def compare(argv: list[str]) -> int:
@@ -117,6 +123,10 @@ def compare(argv: list[str]) -> int:
     if len(labels) != len(args.runs):
         raise SetupError(f"--labels names {len(labels)} runs, {len(args.runs)} were given")
     summaries = {label: Summary.load(run) for label, run in zip(labels, args.runs)}
+    if not args.all_problems:
+        summaries, note = on_common_problems(summaries)
+        if note:
+            logger.warning("%s (--all_problems: each run on its own set)", note)
     print_compare(summaries)
     path = plot_passk(summaries, args.out, title=args.title)
     print(f"plot: {path}")
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SetupError, EvalError, RecordsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_run(summary, title=f"{config.sampler.model} on {config.task.dataset or config.task.name}")
+    print_run(summary, title=f"{config.sampler.model} on {_what(config)}")
     print(f"results: {run_dir}" + (f"   plot: {run_dir / PLOT_FILE}" if config.plot else ""))
     return 0
 

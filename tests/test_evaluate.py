@@ -240,7 +240,7 @@ def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
     png = tmp_path / "cmp.png"
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "hot,cool", "--out", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "hot" in out and "cool" in out and "pass@4" in out and "Δpass@4" in out
+    assert "hot" in out and "Δ cool" in out and "solved" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -332,3 +332,21 @@ def test_progress_figures_follow_resumes_and_rechecks(caplog):
         bar.add("b", [{"sample": 0, "status": "proved"}])  # the re-check replaces the error
         assert bar._fields() == {"verified": 5, "n": 2, "pass1": "0.500", "passn": "1.000"}
     assert "2/3 problems, 5 samples verified, pass@1 0.500, pass@2 1.000" in caplog.text  # not a terminal: logged
+
+
+def test_compare_restricts_runs_to_their_common_problems(tmp_path):
+    from prover.eval.report import on_common_problems
+    from prover.eval.summary import summarize
+
+    full = run_eval(tmp_path / "full", ListSampler(["a", "bb", "ccc"]), samples=3)
+    task = ExactTask(TaskConfig(name="exact", limit=3))
+    part = evaluate(task, ListSampler(["a"]), ExactVerifier(), task.load_problems(), samples=3, run_dir=tmp_path / "part",
+                    progress=False, bootstrap=200)
+    shown, note = on_common_problems({"full": full, "part": part})
+    assert "full: 6, part: 3" in note and shown["part"] is not part
+    records, _ = read_records(tmp_path / "full" / RESULTS_FILE)
+    expected = summarize(records, ["p0", "p1", "p2"], 3, full.ks, bootstrap=200)
+    assert shown["full"].problems == 3 and shown["full"].solved == expected.solved
+    assert {k: iv.mean for k, iv in shown["full"].pass_at_k.items()} == {k: iv.mean for k, iv in expected.pass_at_k.items()}
+    assert shown["full"].statuses == {} and shown["full"].mean_tokens is None  # not recomputable: blanked
+    assert on_common_problems({"full": full, "again": full})[1] is None

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prover.eval.passk import Interval
-from prover.eval.summary import Summary, paired_difference
+from prover.eval.summary import Summary, paired_difference, restrict
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ def _cell(summary: Summary, k: int) -> str:
     return f"{_pct(iv.mean)} [{_pct(iv.low)}, {_pct(iv.high)}]"
 
 
-def run_table(summary: Summary, title: str = "") -> Table:
+def run_table(summary: Summary) -> Table:
     """pass@k per k with its interval, and the run's other figures underneath."""
     conf = f"{100 * summary.confidence:.0f}%"
-    table = Table(title=title or None, caption=f"pass@k in %, {conf} bootstrap interval over problems "
+    table = Table(caption=f"pass@k in %, {conf} bootstrap interval over problems "
                                                f"({summary.bootstrap} resamples)")
     table.add_column("k", justify="right")
     table.add_column("pass@k", justify="right")
@@ -75,34 +75,26 @@ def _fmt(x: float | None) -> str:
 
 
 def compare_table(summaries: Mapping[str, Summary]) -> Table:
-    """One row per run, one column per k (the union of the runs' k)."""
-    ks = sorted({k for s in summaries.values() for k in s.ks})
-    table = Table(caption="pass@k in % [bootstrap interval over problems]")
-    table.add_column("run")
-    table.add_column("problems", justify="right")
-    for k in ks:
-        table.add_column(f"pass@{k}", justify="right")
-    table.add_column("solved", justify="right")
-    for label, s in summaries.items():
-        table.add_row(label, str(s.problems), *(_cell(s, k) for k in ks), str(s.solved))
-    return table
-
-
-def difference_table(summaries: Mapping[str, Summary]) -> Table | None:
-    """Each run minus the first, per k, on their common problems, with a paired bootstrap interval."""
-    if len(summaries) < 2:
-        return None
+    """One row per k, one column per run; then each later run minus the first, on the problems both
+    ran, with a paired bootstrap interval (it removes the problem-difficulty spread that dominates
+    each run's own interval, so runs whose bands overlap can still differ clearly)."""
     (base_label, base), *others = summaries.items()
     ks = sorted({k for s in summaries.values() for k in s.ks})
-    table = Table(caption=f"pass@k minus {base_label}'s, in points [paired bootstrap interval over common problems]")
-    table.add_column("run")
-    table.add_column("common problems", justify="right")
+    diffs = {label: paired_difference(base, s, ks, base.bootstrap, base.confidence) for label, s in others}
+    conf = f"{100 * base.confidence:.0f}%"
+    table = Table(caption=f"pass@k in % [{conf} bootstrap interval over problems]; Δ: points above {base_label} "
+                          f"on the problems both ran [{conf} paired bootstrap interval]")
+    table.add_column("k", justify="right")
+    for label, s in summaries.items():
+        table.add_column(f"{label}\n({s.problems} problems)", justify="right")
+    for label, diff in diffs.items():
+        common = max((d.problems for d in diff.values()), default=0)
+        table.add_column(f"Δ {label}\n({common} common)", justify="right")
     for k in ks:
-        table.add_column(f"Δpass@{k}", justify="right")
-    for label, summary in others:
-        diff = paired_difference(base, summary, ks, base.bootstrap, base.confidence)
-        common = next(iter(diff.values())).problems if diff else 0
-        table.add_row(label, str(common), *(_points(diff.get(k)) for k in ks))
+        table.add_row(str(k), *(_cell(s, k) for s in summaries.values()),
+                      *(_points(diff.get(k)) for diff in diffs.values()))
+    table.add_row("solved", *(f"{s.solved}/{s.problems}" for s in summaries.values()), *("" for _ in diffs),
+                  end_section=True)
     return table
 
 
@@ -138,28 +130,33 @@ def plot_passk(summaries: Mapping[str, Summary], path: str | Path, title: str = 
     return path
 
 
-def problem_set_warning(summaries: Mapping[str, Summary]) -> str | None:
-    """Runs on different problem sets are not comparable number for number: say so."""
-    sets = {label: frozenset(s.per_problem) for label, s in summaries.items()}
-    first = next(iter(sets.values()), frozenset())
-    if all(names == first for names in sets.values()):
-        return None
-    sizes = ", ".join(f"{label}: {len(names)}" for label, names in sets.items())
-    return f"the runs cover different problem sets ({sizes} problems); compare with care"
+def on_common_problems(summaries: Mapping[str, Summary]) -> tuple[dict[str, Summary], str | None]:
+    """The runs restricted to the problems all of them ran, and a note when that dropped any."""
+    sets = [set(s.per_problem) for s in summaries.values()]
+    common = set.intersection(*sets) if sets else set()
+    if all(names == common for names in sets):
+        return dict(summaries), None
+    sizes = ", ".join(f"{label}: {len(s.per_problem)}" for label, s in summaries.items())
+    note = f"the runs cover different problem sets ({sizes}); shown on the {len(common)} problems all of them ran"
+    first = next(iter(summaries.values()))
+    names = [name for name in first.per_problem if name in common]
+    return {label: restrict(s, names) for label, s in summaries.items()}, note
+
+
+def _console() -> Console:
+    """The terminal's width on a terminal; elsewhere (a log file, a pipe) wide enough not to fold tables."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def print_run(summary: Summary, title: str = "", console: Console | None = None) -> None:
-    console = console or Console()
-    console.print(run_table(summary, title))
+    console = console or _console()
+    if title:
+        console.print(f"[bold]{title}", soft_wrap=True)  # a long model path stays on one line
+    console.print(run_table(summary))
     console.print(facts_table(summary))
 
 
 def print_compare(summaries: Mapping[str, Summary], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     console.print(compare_table(summaries))
-    differences = difference_table(summaries)
-    if differences is not None:
-        console.print(differences)
-    warning = problem_set_warning(summaries)
-    if warning:
-        console.print(f"[yellow]warning:[/] {warning}")

@@ -141,7 +141,7 @@ def evaluate(task: Task, sampler: Sampler, verifier: Verifier, problems: Sequenc
     _check_settings(run_dir, json.loads(json.dumps(settings)))
     write_run_info(run_dir, config if config is not None else settings, seeds={"seed": seed}, lean_project=lean_project)
 
-    records, skipped = read_records(run_dir / RESULTS_FILE)
+    records, _ = read_records(run_dir / RESULTS_FILE)
     work = _plan(problems, records, samples)
     done = len(problems) - len(work)
     if records:

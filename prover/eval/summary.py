@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +164,22 @@ def paired_difference(base: Summary, other: Summary, ks: Sequence[int] | None = 
     a = pass_at_k_matrix([(base.per_problem[n].samples, base.per_problem[n].correct) for n in names], ks)
     b = pass_at_k_matrix([(other.per_problem[n].samples, other.per_problem[n].correct) for n in names], ks)
     return dict(zip(ks, bootstrap_means(b - a, resamples, confidence, seed)))
+
+
+def restrict(summary: Summary, names: Sequence[str], seed: int = 0) -> Summary:
+    """``summary`` over the problems ``names`` only (for comparing runs on the problems all of them ran).
+
+    pass@k, solved, distinct proofs and failures are recomputed from ``per_problem``; the figures
+    that need the records (verdict counts, lengths, times) are blanked rather than left wrong.
+    """
+    per_problem = {name: summary.per_problem[name] for name in names}
+    counts = [(r.samples, r.correct) for r in per_problem.values()]
+    intervals = bootstrap_means(pass_at_k_matrix(counts, summary.ks), summary.bootstrap, summary.confidence, seed)
+    return replace(
+        summary, pass_at_k=dict(zip(summary.ks, intervals)), problems=len(per_problem),
+        solved=sum(r.correct > 0 for r in per_problem.values()),
+        distinct_correct_mean=float(np.mean([r.distinct_correct for r in per_problem.values()])) if per_problem else 0.0,
+        mean_tokens=None, mean_correct_tokens=None, statuses={},
+        errors=sum(r.errors for r in per_problem.values()),
+        incomplete=[name for name, r in per_problem.items() if r.samples < summary.samples],
+        sampling_seconds=0.0, verify_seconds=0.0, per_problem=per_problem, skipped_lines=0)
