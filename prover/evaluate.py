@@ -21,7 +21,7 @@ from rich.logging import RichHandler
 from prover.config import ConfigError, help_text, load_config, to_dict
 from prover.eval.config import DEFAULT_TASK, EvalConfig
 from prover.eval.records import RecordsError
-from prover.eval.report import PLOT_FILE, on_common_problems, plot_passk, print_compare, print_run
+from prover.eval.report import PLOT_FILE, make_console, on_common_problems, plot_passk, print_compare, print_run
 from prover.eval.runner import EvalError, evaluate
 from prover.eval.summary import Summary
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # rich's handler prints log lines above the live progress bar instead of through it
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(show_path=False)])
+                        handlers=[RichHandler(console=make_console(stderr=True), show_path=False)])
     try:
         if argv[:1] == ["compare"]:
             return compare(argv[1:])

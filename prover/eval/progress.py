@@ -11,6 +11,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from prover.data.problem import Problem
+from prover.eval.report import make_console
 from prover.verifier.verdict import Status
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class EvalProgress:
             BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("problems · {task.fields[verified]} verified ·"),
             TextColumn("pass@1 {task.fields[pass1]} · pass@{task.fields[n]} {task.fields[passn]} ·"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            disable=not enabled,
+            console=make_console(stderr=True), disable=not enabled,
         )
         self._task = self._progress.add_task("eval", total=problems, **self._fields())
         self._log = enabled and not self._progress.console.is_terminal

@@ -143,14 +143,14 @@ def on_common_problems(summaries: Mapping[str, Summary]) -> tuple[dict[str, Summ
     return {label: restrict(s, names) for label, s in summaries.items()}, note
 
 
-def _console() -> Console:
+def make_console(stderr: bool = False) -> Console:
     """The terminal's width on a terminal; elsewhere (a log file, a pipe) wide enough not to fold tables."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
 
 
 def print_run(summary: Summary, title: str = "", console: Console | None = None) -> None:
-    console = console or _console()
+    console = console or make_console()
     if title:
         console.print(f"[bold]{title}", soft_wrap=True)  # a long model path stays on one line
     console.print(run_table(summary))
@@ -158,5 +158,5 @@ def print_run(summary: Summary, title: str = "", console: Console | None = None)
 
 
 def print_compare(summaries: Mapping[str, Summary], console: Console | None = None) -> None:
-    console = console or _console()
+    console = console or make_console()
     console.print(compare_table(summaries))
