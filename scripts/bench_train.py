@@ -1,10 +1,12 @@
 """Time per GRPO optimizer step with and without the unlikeliness reward, on the tiny CPU setup.
 
-The shaping costs one extra no-grad forward pass over each generated batch (the old policy's
-log-probs, which rank the samples) plus O(G^2) tensor work per group; the target is <= 10% of a step.
+The ranking needs the old policy's log-probs of each generated batch: with num_iterations > 1 TRL
+computes them anyway and the trainer reuses them; with num_iterations = 1 it costs one no-grad
+forward pass. Plus O(G^2) tensor work per group. The target is <= 10% of a step.
 
     python scripts/bench_train.py                       # 3 rounds x 8 steps, each mode
     python scripts/bench_train.py --rounds 5 --steps 12 --completion-tokens 64
+    python scripts/bench_train.py --iterations 1         # the extra forward pass of 1 PPO epoch
 
 Both modes run the same seeds, batch shapes and verifier; rounds alternate the modes so that a
 busy machine slows both alike. Prints a table and writes JSON with --out.
@@ -28,6 +30,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts", type=int, default=4, help="theorems per generation step")
     parser.add_argument("--generations", type=int, default=8, help="samples per theorem (G)")
     parser.add_argument("--completion-tokens", type=int, default=32, help="max_completion_length")
+    parser.add_argument("--iterations", type=int, default=2,
+                        help="num_iterations (PPO epochs); with 1, TRL computes no old log-probs and the ranking "
+                             "needs its own forward pass")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; with 1, CPU time per step is a fair measure on a shared machine")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     return parser
 
@@ -71,7 +78,7 @@ def run_once(model_dir: Path, out: Path, unlikeliness: bool, args) -> dict[str, 
     config = ProverGRPOConfig(
         output_dir=str(out), use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
         per_device_train_batch_size=args.prompts * args.generations, num_generations=args.generations,
-        max_completion_length=args.completion_tokens, num_iterations=2, beta=0.1, max_steps=args.steps,
+        max_completion_length=args.completion_tokens, num_iterations=args.iterations, beta=0.1, max_steps=args.steps,
         logging_steps=1, save_strategy="no", seed=0, unlikeliness=unlikeliness, dynamic_update=False,
         disable_tqdm=True,
     )
@@ -79,11 +86,12 @@ def run_once(model_dir: Path, out: Path, unlikeliness: bool, args) -> dict[str, 
         model=str(model_dir), reward_funcs=[ProofReward(task, task.make_verifier())], args=config,
         train_dataset=build_dataset(task, task.load_problems(), tokenizer))
     trainer.remove_callback(PrinterCallback)  # the per-step log dicts would drown the table
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.train()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     rank = sum(h.get("time/rank", 0.0) for h in trainer.state.log_history)
-    return {"seconds": seconds, "per_step": seconds / args.steps, "rank_seconds": rank}
+    return {"seconds": seconds, "per_step": seconds / args.steps, "cpu_per_step": cpu / args.steps,
+            "rank_seconds": rank}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from prover.testing.tiny_model import build_tiny_model
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, list[dict[str, float]]] = {"grpo": [], "unlikeliness": []}
@@ -104,16 +115,19 @@ def main(argv: list[str] | None = None) -> int:
             for mode in (("grpo", "unlikeliness") if r % 2 == 0 else ("unlikeliness", "grpo")):
                 res = run_once(model_dir, Path(tmp) / f"{mode}{r}", mode == "unlikeliness", args)
                 results[mode].append(res)
-                print(f"round {r + 1}/{args.rounds} {mode:>12}: {res['per_step']:.3f} s/step", file=sys.stderr)
-    base = statistics.median(x["per_step"] for x in results["grpo"])
-    shaped = statistics.median(x["per_step"] for x in results["unlikeliness"])
+                print(f"round {r + 1}/{args.rounds} {mode:>12}: {res['per_step']:.3f} s/step wall, "
+                      f"{res['cpu_per_step']:.3f} s/step CPU", file=sys.stderr)
+    med = {mode: {key: statistics.median(x[key] for x in runs) for key in ("per_step", "cpu_per_step")}
+           for mode, runs in results.items()}
     rank = statistics.median(x["rank_seconds"] / x["seconds"] for x in results["unlikeliness"])
-    summary = {"grpo_s_per_step": base, "unlikeliness_s_per_step": shaped, "overhead": shaped / base - 1,
+    summary = {"median": med, "overhead_wall": med["unlikeliness"]["per_step"] / med["grpo"]["per_step"] - 1,
+               "overhead_cpu": med["unlikeliness"]["cpu_per_step"] / med["grpo"]["cpu_per_step"] - 1,
                "ranking_share_of_run": rank, "settings": {k: str(v) for k, v in vars(args).items()}, "runs": results}
-    print(f"{'mode':<14}{'s/step (median)':>16}")
-    print(f"{'grpo':<14}{base:>16.3f}")
-    print(f"{'unlikeliness':<14}{shaped:>16.3f}")
-    print(f"overhead: {100 * (shaped / base - 1):+.1f}% (ranking forward pass: {100 * rank:.1f}% of the run)")
+    print(f"{'mode':<14}{'wall s/step':>13}{'CPU s/step':>12}   (medians of {args.rounds} runs x {args.steps} steps)")
+    for mode in ("grpo", "unlikeliness"):
+        print(f"{mode:<14}{med[mode]['per_step']:>13.3f}{med[mode]['cpu_per_step']:>12.3f}")
+    print(f"overhead: {100 * summary['overhead_cpu']:+.1f}% CPU, {100 * summary['overhead_wall']:+.1f}% wall "
+          f"(the ranking forward pass: {100 * rank:.1f}% of the run's wall time)")
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2))
     return 0

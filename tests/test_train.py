@@ -171,6 +171,26 @@ def test_ranking_keys_are_the_policy_log_probs(trained, tiny_model_dir):
     assert ids[0] != ids[1]
 
 
+def test_ranking_reuses_trl_old_log_probs(tiny_model_dir, tmp_path, monkeypatch):
+    """With num_iterations=2 TRL computes the old log-probs; the ranking keys taken from that pass
+    equal the ones a separate forward pass gives."""
+    checks = []
+    original = UnlikelinessGRPOTrainer._ranking_keys
+
+    def checked(self, completion_ids_list):
+        reused = original(self, completion_ids_list)
+        captured, self._old_logps = self._old_logps, None
+        fresh = original(self, completion_ids_list)
+        self._old_logps = captured
+        checks.append((captured is not None and "logps" in captured,
+                       torch.allclose(reused[0], fresh[0], atol=1e-5), torch.equal(reused[1], fresh[1])))
+        return reused
+
+    monkeypatch.setattr(UnlikelinessGRPOTrainer, "_ranking_keys", checked)
+    make_trainer(tiny_model_dir, tmp_path, max_steps=2, save_steps=10).train()
+    assert checks == [(True, True, True)]
+
+
 def test_plain_grpo_keeps_01_rewards(tiny_model_dir, tmp_path):
     trainer = make_trainer(tiny_model_dir, tmp_path, unlikeliness=False, max_steps=2, save_steps=10,
                            dynamic_update=False)
@@ -228,8 +248,13 @@ def test_pinned_private_signatures():
         "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size"]
     assert _names(trl.GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
     assert _names(transformers.Trainer._get_grad_norm) == ["self", "model", "grad_norm"]
-    # the output keys the dynamic update pads (a new per-row key would be refused, not dropped)
+    # the condition under which TRL computes old log-probs, which _trl_computes_old_logps repeats
     source = inspect.getsource(trl.GRPOTrainer._generate_and_score_completions)
+    assert "if self.args.gradient_accumulation_steps % generate_every != 0 or (" in source
+    assert "self.use_vllm and self.vllm_importance_sampling_correction" in source
+    assert source.index("old_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(") < source.index(
+        "ref_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(")
+    # the output keys the dynamic update pads (a new per-row key would be refused, not dropped)
     assert '"num_items_in_batch": num_items_in_batch' in source and 'output["old_per_token_logps"]' in source
 
 

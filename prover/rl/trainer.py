@@ -1,6 +1,6 @@
 """TRL's GRPOTrainer with the unlikeliness reward, the reference's dynamic update and a gradient-norm skip.
 
-TRL is pinned (trl==1.16.0) because four private methods are overridden, each as a thin wrapper
+TRL is pinned (trl==1.16.0) because five private methods are overridden, each as a thin wrapper
 around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upgrade fails loudly:
 
 - ``GRPOTrainer._generate``: times generation and keeps the prompt token ids, which the ranking needs.
@@ -8,6 +8,10 @@ around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upg
   are visible; no optimizer step happens between sampling and this call, so log-probs computed here
   are the sampling (old) policy's. The unlikeliness shaping goes here, before TRL normalises groups.
 - ``GRPOTrainer._generate_and_score_completions``: the dynamic-update buffer filters its output.
+- ``GRPOTrainer._get_per_token_logps_and_entropies``: when TRL computes the old policy's log-probs
+  itself (``num_iterations > 1``, or vLLM's importance-sampling correction), its first no-grad call
+  on the policy in a generation step is that computation; keeping its result saves the ranking a
+  second forward pass over the batch.
 - ``transformers.Trainer._get_grad_norm``: called before every optimizer step with the pre-clip norm;
   dropping the gradients there makes ``optimizer.step()`` a no-op (AdamW skips parameters without a
   gradient: no momentum, no weight decay), which is what a *skip* means.
@@ -66,6 +70,7 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         self.solved = SolvedProofs(solved_path) if solved_path else None
         self._solved_names: set[str] = set(self.solved.names) if self.solved else set()
         self._prompt_ids: list[list[int]] | None = None  # of the batch being scored
+        self._old_logps: dict[str, torch.Tensor] | None = None  # TRL's old log-probs of that batch, when it makes them
         self._row_signal: torch.Tensor | None = None  # (N_global,) rows of groups with signal
         self._buffer: list[dict[str, Any]] = []  # local rows with signal, waiting for an update
         self._buffer_size = 0  # rows in the buffer over all processes
@@ -111,6 +116,11 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
     def _ranking_keys(self, completion_ids_list: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(keys, sample ids) of every completion, gathered: the old policy's log-prob and a token-id hash."""
         device = self.accelerator.device
+        # Python's hash of a tuple of ints is the same in every process (only str/bytes hashing is salted).
+        ids = torch.tensor([hash(tuple(ids)) for ids in completion_ids_list], dtype=torch.long, device=device)
+        if self._old_logps and len(self._old_logps["logps"]) == len(completion_ids_list):
+            keys = sequence_logprob(self._old_logps["logps"].float(), self._old_logps["mask"], self.args.rank_key)
+            return self.accelerator.gather(keys), self.accelerator.gather(ids)
         prompt_ids = [torch.tensor(ids) for ids in self._prompt_ids]
         completion_ids = [torch.tensor(ids, dtype=torch.long) for ids in completion_ids_list]
         pad_id = self._tokenizer.pad_token_id
@@ -125,9 +135,22 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
                 completion.size(1), batch_size=self.args.per_device_train_batch_size,
             )  # (B, C)
         keys = sequence_logprob(logps.float(), completion_mask, self.args.rank_key)
-        # Python's hash of a tuple of ints is the same in every process (only str/bytes hashing is salted).
-        ids = torch.tensor([hash(tuple(ids)) for ids in completion_ids_list], dtype=torch.long, device=device)
         return self.accelerator.gather(keys), self.accelerator.gather(ids)
+
+    def _trl_computes_old_logps(self) -> bool:
+        """TRL 1.16's condition for computing ``old_per_token_logps`` in _generate_and_score_completions."""
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        return bool(self.args.gradient_accumulation_steps % generate_every != 0
+                    or (self.use_vllm and self.vllm_importance_sampling_correction))
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           **kwargs):
+        out = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                         batch_size, **kwargs)
+        if self._old_logps is not None and "logps" not in self._old_logps and model is self.model \
+                and not torch.is_grad_enabled():
+            self._old_logps = {"logps": out[0], "mask": attention_mask[:, -logits_to_keep:]}
+        return out
 
     def _record_solved(self) -> None:
         reward = self.reward_funcs[0]
@@ -141,7 +164,14 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
-        output = super()._generate_and_score_completions(inputs)
+        # Truncated completions masked out of the attention would give the ranking no tokens: rank them ourselves.
+        capture = (self.model.training and self.args.unlikeliness and self._trl_computes_old_logps()
+                   and not self.mask_truncated_completions)
+        self._old_logps = {} if capture else None
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._old_logps = None
         if self.model.training and self.args.dynamic_update:
             output = self._dynamic_update(output)
         self._scoring_time += time.perf_counter() - start
