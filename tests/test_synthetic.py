@@ -61,6 +61,16 @@ def test_verifier_interface_order_and_bad_statement():
     assert "not a synthetic theorem" in verdicts[-1].reason
 
 
+def test_kind_depends_on_the_budget_only():
+    # the same numbers: additive proofs fit in 6 steps, not in 3, where only *2 *2 or *3 +3 +2 ... work
+    assert (Theorem(5, 20, 6).kind, Theorem(5, 20, 3).kind) == ("easy", "rare")
+    assert count_proofs(Theorem(5, 20, 3))["additive"] == 0 < count_proofs(Theorem(5, 20, 3))["multiplicative"]
+    problems = SyntheticTask().load_problems("test")
+    easy_gaps = {p.extra["goal"] - p.extra["start"] for p in problems if p.extra["kind"] == "easy"}
+    rare_gaps = {p.extra["goal"] - p.extra["start"] for p in problems if p.extra["kind"] == "rare"}
+    assert max(rare_gaps) <= max(easy_gaps)  # rare theorems are not told apart by larger numbers
+
+
 def test_count_proofs_matches_brute_force():
     for theorem in (Theorem(5, 40, 4), Theorem(3, 14, 4), Theorem(20, 30, 4)):
         additive = multiplicative = 0
@@ -146,7 +156,7 @@ def test_prompt_and_extraction():
     for bad in ("start 5 goal 40", "start x goal 40 steps 6", "start 0 goal 4 steps 2"):
         with pytest.raises(ValueError):
             task.parse_statement(bad)
-    with pytest.raises(ValueError, match="above max_value=99"):
+    with pytest.raises(ValueError, match="above max_value=64"):
         task.parse_statement("start 5 goal 400 steps 6")
     assert parse_statement("start 5 goal 40 steps 6") == Theorem(5, 40, 6)
 

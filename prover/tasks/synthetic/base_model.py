@@ -1,10 +1,10 @@
 """The synthetic task's base model: a tiny Llama trained by supervised learning on skewed proofs,
 saved in Hugging Face format and cached so that every later run reuses it.
 
-The corpus is where the skew comes from, as pretraining data is for a real prover: most of its
-theorems are easy ones proved the common (additive) way, a multiplication appears only in a small
-share of easy proofs and in the few rare theorems it holds. The base model therefore solves easy
-theorems at pass@1 and rare ones only when it happens to sample a multiplication: at large N.
+The corpus is where the skew comes from, as pretraining data is for a real prover: its theorems
+are easy ones (by default none is rare), proved the common (additive) way except for a small
+share of multiplicative proofs. The base model therefore solves easy theorems at pass@1, and a
+rare theorem only when it happens to start a multiplication within its small budget: at large N.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ DONE = "synthetic.json"  # written last: a directory without it is an interrupte
 @dataclass
 class BaseModelConfig:
     seed: int = field(default=0, metadata={"help": "seed of the corpus and of the model's initialisation"})
-    examples: int = field(default=40000, metadata={"help": "(theorem, proof) pairs in the supervised corpus, drawn from theorems outside the test set"})
-    rare_theorem_fraction: float = field(default=0.03, metadata={"help": "share of corpus theorems that need a multiplication (the train/test share is task.options.rare_fraction)"})
-    multiplicative_style_prob: float = field(default=0.1, metadata={"help": "probability that an easy corpus theorem with a multiplicative proof gets one instead of an additive proof"})
+    examples: int = field(default=20000, metadata={"help": "(theorem, proof) pairs in the supervised corpus, drawn from theorems outside the test set"})
+    rare_theorem_fraction: float = field(default=0.0, metadata={"help": "share of corpus theorems that need a multiplication (the train/test share is task.options.rare_fraction)"})
+    multiplicative_style_prob: float = field(default=0.15, metadata={"help": "probability that an easy corpus theorem with a multiplicative proof gets one instead of an additive proof"})
     hidden_size: int = field(default=128, metadata={"help": "model width; heads are 32 wide (vLLM's CPU kernel needs >= 32)"})
     layers: int = field(default=4, metadata={"help": "transformer blocks"})
-    steps: int = field(default=1500, metadata={"help": "optimizer steps"})
+    steps: int = field(default=500, metadata={"help": "optimizer steps (~1 min on 2 idle cores); more makes a sharper base that GRPO has less to teach"})
     batch_size: int = field(default=64, metadata={"help": "sequences per step"})
     lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate (linear warmup over 5% of steps, cosine decay to 10%)"})
     threads: int = field(default=1, metadata={"help": "torch threads while training (1 is fastest for this size on a shared CPU)"})
@@ -76,7 +76,8 @@ def cache_key(options: "SyntheticOptions") -> str:
 def build_corpus(options: "SyntheticOptions") -> list[tuple[str, str]]:
     """(prompt, completion) pairs: the skewed supervised data. Never uses a test theorem."""
     cfg = options.base_model
-    theorems = all_theorems(options.max_value, options.start_max, options.budget, options.min_gap)
+    theorems = all_theorems(options.max_value, options.start_max, options.min_budget, options.max_budget,
+                            options.min_gap)
     pool = split_theorems(theorems, options.seed, options.test_size, 0, options.rare_fraction)["pool"]
     easy = [t for t in pool if t.kind == "easy"]
     rare = [t for t in pool if t.kind == "rare"]

@@ -4,8 +4,8 @@ A theorem is ``start S goal G steps B``: turn S into G with at most B operations
 in two styles: additive (+1 +2 +3) and multiplicative (*2 *3). Every operation increases a
 positive value, so a proof ends the first time it reaches G and the proofs of a theorem are the
 increasing paths from S to G; dynamic programming counts them exactly. With B steps, additive
-proofs close gaps up to 3B; a goal further away needs a multiplication. That gives the two kinds
-of theorem the unlikeliness mechanism needs:
+proofs close gaps up to 3B; with fewer steps than that, only a multiplication gets there. That
+gives the two kinds of theorem the unlikeliness mechanism needs:
 
 - ``easy``: G - S <= 3B. Many additive proofs, often multiplicative ones too.
 - ``rare``: G - S > 3B but G is reachable in B steps: only proofs with a multiplication work.
@@ -110,14 +110,20 @@ def sample_proof(theorem: Theorem, style: str, rng: random.Random) -> list[str]:
     return tokens
 
 
-def all_theorems(max_value: int, start_max: int, budget: int, min_gap: int) -> list[Theorem]:
-    """Every provable theorem with 1 <= start <= start_max, start + min_gap <= goal <= max_value."""
+def all_theorems(max_value: int, start_max: int, min_budget: int, max_budget: int, min_gap: int) -> list[Theorem]:
+    """Every provable theorem with 1 <= start <= start_max, min_budget <= steps <= max_budget and
+    start + min_gap <= goal <= start + 3 * max_budget (and <= max_value).
+
+    Goals stay within additive reach of the largest budget, so rare theorems (a budget too small
+    for additive proofs) use the same numbers as easy ones: they differ only in the ``steps`` token,
+    which keeps the model from telling them apart by the size of their numbers.
+    """
     out = []
     for start in range(1, start_max + 1):
-        for goal in range(start + min_gap, max_value + 1):
-            t = Theorem(start, goal, budget)
-            if _paths(start, goal, budget, False):
-                out.append(t)
+        for goal in range(start + min_gap, min(max_value, start + 3 * max_budget) + 1):
+            for budget in range(min_budget, max_budget + 1):
+                if _paths(start, goal, budget, False):
+                    out.append(Theorem(start, goal, budget))
     return out
 
 

@@ -23,9 +23,10 @@ class SyntheticOptions:
     and with them the cached base model."""
 
     seed: int = field(default=0, metadata={"help": "seed of the train/test split (theorems are enumerated, then shuffled)"})
-    max_value: int = field(default=99, metadata={"help": "largest value a proof may reach; the vocabulary holds 0..max_value"})
-    start_max: int = field(default=30, metadata={"help": "starts are 1..start_max"})
-    budget: int = field(default=6, metadata={"help": "most operations a proof may use (steps B); additive proofs close gaps up to 3B"})
+    max_value: int = field(default=64, metadata={"help": "largest value a proof may reach; the vocabulary holds 0..max_value"})
+    start_max: int = field(default=20, metadata={"help": "starts are 1..start_max"})
+    min_budget: int = field(default=2, metadata={"help": "fewest steps a theorem allows"})
+    max_budget: int = field(default=6, metadata={"help": "most steps a theorem allows; goals lie within start + 3 * max_budget"})
     min_gap: int = field(default=1, metadata={"help": "smallest goal - start"})
     test_size: int = field(default=128, metadata={"help": "theorems in the test set"})
     train_size: int = field(default=512, metadata={"help": "theorems in the train set (disjoint from test)"})
@@ -36,8 +37,10 @@ class SyntheticOptions:
     def __post_init__(self):
         if not 0.0 <= self.rare_fraction <= 1.0:
             raise ValueError(f"rare_fraction={self.rare_fraction} must lie in [0, 1]")
-        if self.budget < 1 or self.start_max < 1 or self.min_gap < 1:
-            raise ValueError(f"budget={self.budget}, start_max={self.start_max}, min_gap={self.min_gap} must all be >= 1")
+        if not 1 <= self.min_budget <= self.max_budget:
+            raise ValueError(f"need 1 <= min_budget <= max_budget, got min_budget={self.min_budget}, max_budget={self.max_budget}")
+        if self.start_max < 1 or self.min_gap < 1:
+            raise ValueError(f"start_max={self.start_max} and min_gap={self.min_gap} must be >= 1")
         if self.start_max + self.min_gap > self.max_value:
             raise ValueError(f"start_max + min_gap = {self.start_max + self.min_gap} exceeds max_value={self.max_value}: no theorem fits")
         if self.probe_size > self.train_size:
@@ -68,7 +71,7 @@ class SyntheticTask(Task):
     @cached_property
     def splits(self) -> dict[str, list[Theorem]]:
         o = self.options
-        theorems = all_theorems(o.max_value, o.start_max, o.budget, o.min_gap)
+        theorems = all_theorems(o.max_value, o.start_max, o.min_budget, o.max_budget, o.min_gap)
         splits = split_theorems(theorems, o.seed, o.test_size, o.train_size, o.rare_fraction)
         splits["probe"] = splits["train"][:o.probe_size]
         return splits
@@ -85,7 +88,7 @@ class SyntheticTask(Task):
         # The trailing space keeps prompt + completion text tokenizable as one string.
         return f"{problem.statement} : "
 
-    def extract_proof(self, completion: str) -> str | None:
+    def extract_proof(self, completion: str, problem: Problem | None = None) -> str | None:
         tokens = completion.split()
         if END in tokens:
             return " ".join(tokens[:tokens.index(END)])
