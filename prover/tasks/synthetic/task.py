@@ -28,10 +28,10 @@ class SyntheticOptions:
     min_budget: int = field(default=2, metadata={"help": "fewest steps a theorem allows"})
     max_budget: int = field(default=6, metadata={"help": "most steps a theorem allows; goals lie within start + 3 * max_budget"})
     min_gap: int = field(default=1, metadata={"help": "smallest goal - start"})
-    test_size: int = field(default=128, metadata={"help": "theorems in the test set"})
+    test_size: int = field(default=192, metadata={"help": "theorems in the test set"})
     train_size: int = field(default=512, metadata={"help": "theorems in the train set (disjoint from test)"})
     probe_size: int = field(default=64, metadata={"help": "theorems in the probe set: the first train theorems (for diagnostics during training)"})
-    rare_fraction: float = field(default=0.3, metadata={"help": "fraction of train and test theorems that only a multiplication proves"})
+    rare_fraction: float = field(default=0.15, metadata={"help": "fraction of train and test theorems that only a multiplication proves"})
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig, metadata={"help": "the supervised base model (see ensure_base_model)"})
 
     def __post_init__(self):
