@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from prover.config import ConfigError, help_text, load_config
-from prover.verifier import DEFAULT_HEADER, LeanPool, VerifierConfig, VerifierError
+from prover.verifier import DEFAULT_HEADER, VerifierConfig, VerifierError, make_verifier
 from prover.verifier.screen import screen
 from prover.verifier.split import split_header
 from prover.verifier.verdict import ProofRequest
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace, config: VerifierConfig, stream: TextIO, progre
                         "cached": False})
             progress.update()
         return writer
-    with LeanPool(config) as pool:
+    with make_verifier(config) as pool:  # a local REPL pool, or Ray actors with --backend ray
         futures = collections.deque()
         for n, record, req in good:
             futures.append((n, record, pool.submit(req)))  # blocks when max_pending are in flight

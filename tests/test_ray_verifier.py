@@ -171,6 +171,34 @@ OUTCOMES = {"": Status.PROVED, "double:error": Status.REJECTED, "double:sorry": 
 
 
 @pytest.mark.ray
+def test_verify_cli_on_ray(cluster, tmp_path, monkeypatch):
+    """``python -m prover.verify --backend ray``: the file is checked by the cluster's actors, not by a pool
+    in this process (run before the module's verifier takes every CPU); none is left when it exits."""
+    import json
+
+    from prover.verifier.pool import LeanPool
+    from prover.verify import main
+
+    def no_local_pool(*args, **kwargs):
+        raise AssertionError("backend ray must not start a local REPL pool")
+
+    monkeypatch.setattr(LeanPool, "__init__", no_local_pool)  # this process only; the actors are others
+    tag = f"ray-cli-{uuid.uuid4().hex[:8]}"
+
+    lines = [{"name": f"p{i}", "statement": STATEMENT, "proof": request(i, k).proof, "header": HEADER}
+             for i, k in enumerate(OUTCOMES)]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code = main([str(src), "--out", str(out), "--backend", "ray", "--ray_address", cluster["address"],
+                 "--ray_cpus_per_actor", "2", "--timeout", "20", "--start_timeout", "60",
+                 "--repl_command", json.dumps([sys.executable, DOUBLE, "--tag", tag])])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["status"] for r in records] == [OUTCOMES[k].value for k in OUTCOMES]
+    assert wait_until(lambda: not tagged(tag), 20), f"REPL doubles left after the CLI exited: {tagged(tag)}"
+
+
+@pytest.mark.ray
 def test_processes_of_one_launch_share_the_actors(cluster, tag, monkeypatch):
     """As under torchrun: the second client finds the first one's actors by name instead of starting more
     (which could never be placed: the first took every CPU); closing it leaves them to the first."""
@@ -220,3 +248,4 @@ def test_node_killed_mid_batch_every_proof_answered_once(verifier, cluster):
     assert stats["actors"] == 1 and stats["resent"] > 0
     assert sum(stats["answered"].values()) - sum(before.values()) == n  # one verdict each, none twice
     assert verifier.check_batch([request(99, "")])[0].proved  # the survivor carries on
+
