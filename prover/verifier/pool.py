@@ -27,11 +27,11 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 
 from prover.verifier import sandbox as sandbox_mod
-from prover.verifier.base import Verifier
+from prover.verifier.base import LoopThreadVerifier
 from prover.verifier.cache import VerdictCache
 from prover.verifier.config import VerifierConfig
 from prover.verifier.errors import (LeanSetupError, PoolClosedError, ReplCrashed, ReplError, ReplTimeout,
@@ -94,7 +94,7 @@ class Worker:
         return await self.repl.request({"cmd": f"#print axioms {name}", "env": env}, timeout)
 
 
-class LeanPool(Verifier):
+class LeanPool(LoopThreadVerifier):
     """Local REPL pool. ``LeanPool(config)``, then ``check`` / ``check_many`` (async), ``check_batch``
     / ``submit`` (sync), ``warm(headers)``, ``close()`` (idempotent; also a context manager)."""
 
@@ -121,11 +121,8 @@ class LeanPool(Verifier):
         self._waiters: deque[tuple[str, asyncio.Future]] = deque()
         self._tasks: set[asyncio.Task] = set()
         self._repls: set[ReplProcess] = set()  # every process started and not yet closed
-        self._closed = False
         self._pending = threading.BoundedSemaphore(config.max_pending or 8 * config.workers)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="lean-pool", daemon=True)
-        self._thread.start()
+        self._start_loop("lean-pool")
         if config.check_memory_mb:
             self._loop.call_soon_threadsafe(self._spawn_task, self._watchdog())
         _live_pools.add(self)
@@ -138,29 +135,6 @@ class LeanPool(Verifier):
                 raise
 
     # ------------------------------------------------------------------ public API
-
-    async def check(self, request: ProofRequest) -> Verdict:
-        return await self._on_pool_loop(self._check(request))
-
-    async def check_many(self, requests: Sequence[ProofRequest]) -> list[Verdict]:
-        return await self._on_pool_loop(self._check_many(list(requests)))
-
-    def check_batch(self, requests: Sequence[ProofRequest]) -> list[Verdict]:
-        """Verdicts in input order; blocks the calling thread (works inside a running event loop too)."""
-        return self._run(self._check_many(list(requests)))
-
-    def submit(self, request: ProofRequest) -> concurrent.futures.Future:
-        """Queue one request; blocks while ``max_pending`` submitted requests are unfinished (backpressure)."""
-        if self._closed:
-            raise PoolClosedError("the pool is closed")
-        self._pending.acquire()
-        try:
-            future = asyncio.run_coroutine_threadsafe(self._check(request), self._loop)
-        except BaseException:
-            self._pending.release()
-            raise
-        future.add_done_callback(lambda _: self._pending.release())
-        return future
 
     def warm(self, headers: Iterable[str]) -> None:
         """Start workers for ``headers`` (spread evenly) and load them; raises WorkerStartError on failure."""
@@ -182,34 +156,11 @@ class LeanPool(Verifier):
         except (concurrent.futures.TimeoutError, RuntimeError) as exc:
             logger.error("pool shutdown did not finish cleanly: %s", exc)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            if not self._thread.is_alive():
-                self._loop.close()
+            self._stop_loop()
             self._cache.close()
             _live_pools.discard(self)
 
     # ------------------------------------------------------------------ plumbing
-
-    def _run(self, coro):
-        if self._closed:
-            coro.close()
-            raise PoolClosedError("the pool is closed")
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("blocking LeanPool call from the pool's own thread; await check() instead")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    async def _on_pool_loop(self, coro):
-        if self._closed:
-            coro.close()
-            raise PoolClosedError("the pool is closed")
-        try:
-            if asyncio.get_running_loop() is self._loop:
-                return await coro
-        except RuntimeError:
-            pass
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     def _spawn_task(self, coro) -> None:
         task = self._loop.create_task(coro)

@@ -21,18 +21,17 @@ and they live until the process that started them closes its verifier.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import logging
 import os
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from prover.verifier.base import Verifier
+from prover.verifier.base import LoopThreadVerifier
 from prover.verifier.cache import VerdictCache
 from prover.verifier.config import VerifierConfig
 from prover.verifier.errors import LeanSetupError, PoolClosedError, VerifierError
@@ -131,7 +130,7 @@ class _Slot:
         return PREFETCH * self.workers - self.inflight
 
 
-class RayVerifier(Verifier):
+class RayVerifier(LoopThreadVerifier):
     """``LeanPool`` actors on a Ray cluster behind the ``Verifier`` interface (plus ``submit`` and ``stats``)."""
 
     def __init__(self, config: VerifierConfig | None = None, headers: Iterable[str] = ()):
@@ -150,10 +149,7 @@ class RayVerifier(Verifier):
         self._slots: list[_Slot] = []
         self._tasks: set[asyncio.Task] = set()
         self._resent = 0  # proofs sent again after their actor died
-        self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ray-verifier", daemon=True)
-        self._thread.start()
+        self._start_loop("ray-verifier")
         try:
             self._slots = self._start_actors(list(headers))
         except BaseException:
@@ -163,27 +159,6 @@ class RayVerifier(Verifier):
         self._pending = threading.BoundedSemaphore(config.max_pending or 8 * workers)
 
     # ------------------------------------------------------------------ public API
-
-    async def check(self, request: ProofRequest) -> Verdict:
-        return await self._on_loop(self._check(request))
-
-    async def check_many(self, requests: Sequence[ProofRequest]) -> list[Verdict]:
-        return await self._on_loop(self._check_many(list(requests)))
-
-    def check_batch(self, requests: Sequence[ProofRequest]) -> list[Verdict]:
-        """Verdicts in input order; blocks the calling thread (works inside a running event loop too)."""
-        return self._run(self._check_many(list(requests)))
-
-    def submit(self, request: ProofRequest) -> concurrent.futures.Future:
-        """Queue one request; blocks while ``max_pending`` submitted requests are unfinished (backpressure)."""
-        self._pending.acquire()
-        try:
-            future = asyncio.run_coroutine_threadsafe(self._check(request), self._loop)
-        except BaseException:
-            self._pending.release()
-            raise
-        future.add_done_callback(lambda _: self._pending.release())
-        return future
 
     def warm(self, headers: Iterable[str]) -> None:
         """Load ``headers`` on every live actor."""
@@ -217,10 +192,7 @@ class RayVerifier(Verifier):
         for slot in self._slots:
             if slot.owned:
                 self._kill(slot.handle)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
+        self._stop_loop()
         self._cache.close()
         if self._owns_ray:
             self._ray.shutdown()
@@ -273,28 +245,6 @@ class RayVerifier(Verifier):
             self._ray.kill(handle, no_restart=True)
         except Exception as exc:  # already gone with its node
             logger.debug("could not kill a verifier actor: %s", exc)
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _run(self, coro):
-        if self._closed:
-            coro.close()
-            raise PoolClosedError("the verifier is closed")
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("blocking RayVerifier call from its own thread; await check() instead")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    async def _on_loop(self, coro):
-        if self._closed:
-            coro.close()
-            raise PoolClosedError("the verifier is closed")
-        try:
-            if asyncio.get_running_loop() is self._loop:
-                return await coro
-        except RuntimeError:
-            pass
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     # ------------------------------------------------------------------ checking (on the client's loop)
 
