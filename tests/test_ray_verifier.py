@@ -12,12 +12,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from processes import tagged, wait_until
 from prover.verifier import ProofRequest, Status, VerifierConfig, make_verifier
 from prover.verifier.ray_backend import plan_actors
 
@@ -40,20 +40,6 @@ def test_plan_actors_one_per_cpu_share_on_live_nodes():
     assert plan_actors(nodes, 32) == []
 
 
-def tagged(tag: str) -> list[int]:
-    """Pids of live (not zombie) processes whose command line carries ``tag``."""
-    pids = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if tag.encode() in cmdline and state != "Z":
-            pids.append(int(entry))
-    return pids
-
-
 def in_group(pgid: int) -> list[int]:
     pids = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
@@ -64,15 +50,6 @@ def in_group(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             pids.append(int(entry))
     return pids
-
-
-def wait_until(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def free_port_block(size: int) -> int:

@@ -4,7 +4,6 @@ memory limits, no process left behind, the cache, the sandbox, recycling, header
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import tagged
 from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig, make_verifier
 from prover.verifier.sandbox import bwrap_works, resolve_sandbox
 
@@ -33,22 +33,6 @@ def config(tag: str = "", **kw) -> VerifierConfig:
 
 def request(proof: str, header: str = HEADER, statement: str = STATEMENT) -> ProofRequest:
     return ProofRequest(statement=statement, proof=proof, header=header, name="t")
-
-
-def tagged(tag: str) -> list[int]:
-    """Pids of live processes whose command line carries ``tag``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if tag.encode() in cmdline and state != "Z":
-            pids.append(int(entry))
-    return pids
 
 
 def wait_gone(tag: str, seconds: float = 10.0) -> list[int]:
