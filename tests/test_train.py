@@ -225,11 +225,19 @@ def test_dynamic_update_concatenates_buffered_batches(tiny_model_dir, tmp_path):
     some batches are held and a later one trains on the rows of several, padded to a common length."""
     rule = lambda request: int(request.name[1:]) >= 4 and request.proof.count("o") >= 2  # noqa: E731
     task = WordTask(verifier=CountingVerifier(rule=rule))
-    trainer = make_trainer(tiny_model_dir, tmp_path, task=task, dynamic_update_size=8, max_steps=8, save_steps=10)
+    trainer = make_trainer(tiny_model_dir, tmp_path, task=task, dynamic_update_size=8, max_steps=8, save_steps=2)
     trainer.train()
     updates = logged(trainer, "dynamic/update")
     assert any(a == 0.0 and b == 1.0 for a, b in zip(updates, updates[1:])), updates  # held, then merged
     assert all(math.isfinite(x) for x in logged(trainer, "loss"))
+
+    # A checkpoint taken while rows wait in the buffer keeps them; resuming there restores them.
+    saved = {step: torch.load(tmp_path / f"checkpoint-{step}" / "dynamic_buffer_0.pt") for step in (2, 4, 6, 8)}
+    step = next(step for step, state in saved.items() if state["size"] > 0)
+    resumed = make_trainer(tiny_model_dir, tmp_path, task=task, dynamic_update_size=8, max_steps=8, save_steps=2)
+    resumed._load_rng_state(str(tmp_path / f"checkpoint-{step}"))
+    assert resumed._buffer_size == saved[step]["size"] > 0
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(resumed._buffer, saved[step]["rows"]) for k in a)
 
 
 # ---- the private methods we override or call: an upgrade of TRL/transformers must fail here ----
@@ -248,6 +256,8 @@ def test_pinned_private_signatures():
         "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size"]
     assert _names(trl.GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
     assert _names(transformers.Trainer._get_grad_norm) == ["self", "model", "grad_norm"]
+    assert _names(transformers.Trainer._save_checkpoint) == ["self", "model", "trial"]
+    assert _names(transformers.Trainer._load_rng_state) == ["self", "checkpoint"]
     # the condition under which TRL computes old log-probs, which _trl_computes_old_logps repeats
     source = inspect.getsource(trl.GRPOTrainer._generate_and_score_completions)
     assert "if self.args.gradient_accumulation_steps % generate_every != 0 or (" in source

@@ -1,6 +1,6 @@
 """TRL's GRPOTrainer with the unlikeliness reward, the reference's dynamic update and a gradient-norm skip.
 
-TRL is pinned (trl==1.16.0) because five private methods are overridden, each as a thin wrapper
+TRL is pinned (trl==1.16.0) because seven private methods are overridden, each as a thin wrapper
 around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upgrade fails loudly:
 
 - ``GRPOTrainer._generate``: times generation and keeps the prompt token ids, which the ranking needs.
@@ -15,6 +15,8 @@ around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upg
 - ``transformers.Trainer._get_grad_norm``: called before every optimizer step with the pre-clip norm;
   dropping the gradients there makes ``optimizer.step()`` a no-op (AdamW skips parameters without a
   gradient: no momentum, no weight decay), which is what a *skip* means.
+- ``transformers.Trainer._save_checkpoint`` / ``_load_rng_state``: the dynamic-update buffer (rows with
+  signal waiting for an update) is saved beside the RNG state and restored with it on resume.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.rewards import ProofReward
@@ -263,6 +266,25 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         if "tool_mask" in batch:
             mask = mask * batch["tool_mask"]
         return self.accelerator.gather(mask.sum()).sum()
+
+    # ---- checkpoints: the buffer travels with the RNG state ----------------------------------------
+
+    def _buffer_file(self, checkpoint: str | Path) -> Path:
+        return Path(checkpoint) / f"dynamic_buffer_{self.accelerator.process_index}.pt"
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.dynamic_update:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            torch.save({"rows": self._buffer, "size": self._buffer_size}, self._buffer_file(folder))
+
+    def _load_rng_state(self, checkpoint):
+        """Called once when training resumes from ``checkpoint``: restore the RNG state and the buffer."""
+        super()._load_rng_state(checkpoint)
+        if checkpoint is not None and self.args.dynamic_update and self._buffer_file(checkpoint).is_file():
+            state = torch.load(self._buffer_file(checkpoint), map_location=self.accelerator.device)
+            self._buffer, self._buffer_size = state["rows"], state["size"]
+            logger.info("resumed the dynamic-update buffer: %d samples with signal", self._buffer_size)
 
     # ---- the update -------------------------------------------------------------------------------
 
