@@ -69,8 +69,9 @@ def machine_defaults() -> dict[str, Any]:
     return {"bf16": torch.cuda.is_available(), "output_dir": "runs/train"}
 
 
-# The default job: small enough for 2 CPU cores in minutes, big enough to move pass@N.
-# recipes/synthetic/grpo-unlikeliness/cpu.yaml holds the same settings (a test keeps them equal).
+# The default job: one seed of scripts/synthetic_study.py's "grpo+unlikeliness-2updates" variant, the
+# paper's recipe at CPU scale (minutes on 2 cores). recipes/synthetic/grpo-unlikeliness/cpu.yaml holds the
+# same settings (a test keeps them equal).
 DEFAULT_JOB: dict[str, Any] = {
     "task": {"name": "synthetic", "dataset": "train"},
     "grpo": {
@@ -78,23 +79,23 @@ DEFAULT_JOB: dict[str, Any] = {
         "use_cpu": True,
         "bf16": False,
         "gradient_checkpointing": False,
-        "num_generations": 8,  # G samples per theorem
-        "per_device_train_batch_size": 32,  # 4 theorems x 8 samples per generation step
-        "max_completion_length": 32,  # the longest synthetic proof is 6 steps: 13 tokens + "qed"
+        "num_generations": 16,  # G samples per theorem
+        "per_device_train_batch_size": 128,  # 8 theorems x 16 samples per generation step
+        "max_completion_length": 14,  # the longest synthetic proof: 6 (op, value) pairs, "qed", EOS
+        "unlikeliness": True,
         "num_iterations": 2,  # 2 PPO epochs per generated batch (the paper's recipe)
-        "beta": 0.1,
-        "learning_rate": 1.0e-4,  # the tiny model needs far more than the 1e-6 of a 7B one
-        "weight_decay": 0.01,
-        "max_steps": 300,  # optimizer steps: 150 generation steps x 2 epochs (~2 min on 2 cores)
-        "dynamic_update_size": 8,  # update once a group with signal is in (most groups all pass or all fail)
-        "logging_steps": 5,
-        "save_steps": 100,
-        "save_total_limit": 2,
+        "beta": 0.0,  # no KL to the base model, as in the study
+        "learning_rate": 2.0e-4,  # the tiny model needs far more than the 1e-6 of a 7B one
+        "max_steps": 800,  # optimizer steps: 400 generation steps x 2 epochs (~3 min on 2 cores)
+        "logging_steps": 20,
+        "save_steps": 200,
+        "save_total_limit": 1,
         "report_to": "none",
         "seed": 0,
     },
-    "eval": {"enabled": True, "dataset": "test", "samples": 32},  # 128 test theorems x 32 proofs
-    "rank_bias": {"enabled": True, "dataset": "probe", "problems": 16, "samples": 16, "every": 50},
+    # 192 test theorems x 256 proofs, before and after (~45 s each)
+    "eval": {"enabled": True, "dataset": "test", "samples": 256, "sampler": {"batch_size": 256}},
+    "rank_bias": {"enabled": True, "dataset": "probe", "problems": 32, "samples": 16, "every": 200},
 }
 
 
