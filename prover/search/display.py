@@ -93,7 +93,7 @@ def run_search(session, problem: Problem, console: Console, live: bool) -> Searc
     """Run ``session.search`` in a worker thread under a live display; Ctrl-C asks it to stop.
 
     The worker stops at its next step (a sampling call or a verification batch is not cut short),
-    so the model and the verifier are never left half-used; further Ctrl-Cs are ignored meanwhile.
+    so the model and the verifier are never left half-used; further Ctrl-Cs change nothing meanwhile.
     """
     cancel, done = threading.Event(), threading.Event()
     progress = SearchProgress()
@@ -107,34 +107,33 @@ def run_search(session, problem: Problem, console: Console, live: bool) -> Searc
         finally:
             done.set()
 
-    # Waiting on an Event, not Thread.join: a Ctrl-C that interrupts join() can leave CPython 3.11
-    # believing the thread has stopped while it still runs (bpo-45274's fix releases its lock).
     threading.Thread(target=work, name="search", daemon=True).start()
     if live:
         display = Live(get_renderable=lambda: render_progress(progress.snapshot()), console=console,
                        refresh_per_second=4, transient=True)
     else:
         display = _LogProgress(progress)
-    try:
+    with _sigint_cancels(cancel):
         with display:
-            while not done.wait(0.1):
+            while not done.wait(0.1) and not cancel.is_set():
                 pass
-    except KeyboardInterrupt:
-        cancel.set()
-        with _sigint_ignored(), console.status("stopping the search after its current step"):
-            done.wait()
+        if not done.is_set():
+            with console.status("stopping the search after its current step"):
+                done.wait()
     if "error" in box:
         raise box["error"]
     return box["result"]
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    """While the worker winds down, a second Ctrl-C must not leave it running behind the prompt."""
+def _sigint_cancels(cancel: threading.Event):
+    """Ctrl-C sets ``cancel`` instead of raising KeyboardInterrupt in the waiting thread: an exception
+    raised at an arbitrary point there (say, inside an Event's lock) could leave a lock the worker
+    needs held, and the search would never return. Further Ctrl-Cs only set it again."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancel.set())
     try:
         yield
     finally:
