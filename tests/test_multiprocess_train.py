@@ -49,6 +49,7 @@ HARNESS = textwrap.dedent("""
 # 4 theorems x 8 samples = 32 proofs per generation step; 4 optimizer steps = 2 generation steps x 2 epochs.
 GLOBAL_BATCH = 32
 SETTINGS = ["--config", "recipes/synthetic/grpo-unlikeliness/cpu.yaml", "--grpo.max_steps", "4",
+            "--grpo.num_generations", "8", "--grpo.num_iterations", "2",
             "--grpo.logging_steps", "1", "--grpo.save_steps", "100", "--grpo.disable_tqdm", "true",
             "--grpo.dynamic_update", "false", "--eval.enabled", "false", "--rank_bias.enabled", "false"]
 ROOT = Path(__file__).resolve().parents[1]
