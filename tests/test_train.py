@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from prover.data.problem import Problem
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.dataset import build_dataset
-from prover.rl.rank_bias import RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift
+from prover.rl.rank_bias import RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift, positions
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
 from prover.rl.trainer import UnlikelinessGRPOTrainer
@@ -350,7 +350,10 @@ def test_rank_bias_probe_measures_uplift(tiny_model_dir, tmp_path):
     reward = ProofReward(task, task.make_verifier())
     probe = RankBiasProbe.sample(model, tok, [task.build_prompt(p) for p in problems], problems, reward.score,
                                  group_size=8, max_new_tokens=12, seed=0)
-    assert probe.samples and all(0 <= s["rank"] <= 7 for s in probe.samples)
+    assert probe.samples and all(isinstance(s["rank"], int) and 0 <= s["rank"] <= 7 for s in probe.samples)
+    for name in {s["problem"] for s in probe.samples}:  # one position per sample, copies of a proof included
+        ranks = [s["rank"] for s in probe.samples if s["problem"] == name]
+        assert len(set(ranks)) == len(ranks)
     unchanged = probe.uplift(model, step=0)
     assert unchanged.overall == 0.0 and sum(unchanged.counts) == len(probe.samples)
     with torch.no_grad():  # zero logits: the uniform distribution, each token costs log(V)
@@ -362,6 +365,12 @@ def test_rank_bias_probe_measures_uplift(tiny_model_dir, tmp_path):
     assert RankBiasProbe.load(tmp_path / "probe.json").uplift(model, 1) == flat
     png = plot_uplift([unchanged, flat], tmp_path / "rank_bias.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rank_bias_positions_spread_tied_copies():
+    # two copies tied at the bottom, one proof at rank 2, three copies tied at the top, in mixed row order
+    assert positions(torch.tensor([4.0, 0.5, 4.0, 2.0, 0.5, 4.0])) == [3, 0, 4, 2, 1, 5]
+    assert positions(torch.tensor([0.0, 1.0, 2.0])) == [0, 1, 2]
 
 
 def test_rank_bias_bins():
