@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from prover.data.problem import Problem
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.dataset import build_dataset
-from prover.rl.rank_bias import RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift, positions
+from prover.rl.rank_bias import RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
 from prover.rl.trainer import UnlikelinessGRPOTrainer
@@ -365,12 +365,6 @@ def test_rank_bias_probe_measures_uplift(tiny_model_dir, tmp_path):
     assert RankBiasProbe.load(tmp_path / "probe.json").uplift(model, 1) == flat
     png = plot_uplift([unchanged, flat], tmp_path / "rank_bias.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_rank_bias_positions_spread_tied_copies():
-    # two copies tied at the bottom, one proof at rank 2, three copies tied at the top, in mixed row order
-    assert positions(torch.tensor([4.0, 0.5, 4.0, 2.0, 0.5, 4.0])) == [3, 0, 4, 2, 1, 5]
-    assert positions(torch.tensor([0.0, 1.0, 2.0])) == [0, 1, 2]
 
 
 def test_rank_bias_bins():

@@ -45,6 +45,18 @@ def test_ranks(keys, include, ids, expected):
     assert close(ranks, expected), ranks
 
 
+def test_ranks_first_spreads_ties_in_row_order():
+    # G=6: two rows tied at the bottom, one alone, three tied at the top (two of them the same completion)
+    keys = T([-1.0, -3.0, -1.0, -2.0, -3.0, -1.0])
+    ids = T([5, 1, 6, 2, 3, 5])
+    assert close(likelihood_ranks(keys, 6, sample_ids=ids, ties="first"), [3, 0, 4, 2, 1, 5])
+    assert close(likelihood_ranks(keys, 6, sample_ids=ids), [4, 0.5, 4, 2, 0.5, 4])  # the reward's rule
+    assert close(likelihood_ranks(keys, 6, include=T([True, True, False, True, True, True]), ties="first"),
+                 [3, 0, NAN, 2, 1, 4])
+    with pytest.raises(ValueError, match="tie rule"):
+        likelihood_ranks(keys, 6, ties="dense")
+
+
 def test_ranks_do_not_depend_on_row_order():
     g = torch.Generator().manual_seed(0)
     keys = torch.randint(0, 4, (16,), generator=g).float()  # many ties

@@ -115,8 +115,11 @@ class RankBiasProbe:
             sums, counts = completion_logprobs(model, [prompt_ids] * group_size, completions, batch_size)
             keys = sums / counts.clamp(min=1) if rank_key == "mean" else sums
             ids = torch.tensor([hash(tuple(c)) for c in completions])
-            ranks = positions(likelihood_ranks(keys, group_size, sample_ids=ids))
-            kept += [{"problem": problem.name, "rank": ranks[i], "prompt_ids": prompt_ids,
+            # Copies of one proof take the positions they span ("first"), not their shared
+            # average (the reward's rule), which would pile a group's most frequent proof into
+            # one middle bin and leave the top bin nearly empty.
+            ranks = likelihood_ranks(keys, group_size, sample_ids=ids, ties="first")
+            kept += [{"problem": problem.name, "rank": int(ranks[i]), "prompt_ids": prompt_ids,
                       "completion_ids": completions[i]}
                      for i, r in enumerate(rewards) if r is not None and r > 0]
         probe = cls(group_size, kept)
@@ -152,23 +155,6 @@ class RankBiasProbe:
     def load(cls, path: str | Path) -> "RankBiasProbe":
         data = json.loads(Path(path).read_text())
         return cls(data["group_size"], data["samples"])
-
-
-def positions(ranks: torch.Tensor) -> list[int]:
-    """Tie-averaged ranks turned into distinct positions 0..G-1, tied rows in row order.
-
-    The reward gives the k copies of one proof a shared rank (their average), which is right for
-    a reward but wrong for the diagnostic: the copies of a group's most frequent proof would all
-    land in one middle bin and leave the top bin nearly empty. Spread over the positions they
-    span, the copies fill the bins a sort of the G samples would put them in.
-    """
-    seen: dict[float, int] = {}
-    out = []
-    for r in ranks.tolist():
-        tied = (ranks == r).sum().item()
-        out.append(round(r - (tied - 1) / 2) + seen.get(r, 0))
-        seen[r] = seen.get(r, 0) + 1
-    return out
 
 
 def _until_eos(ids: list[int], tokenizer) -> list[int]:

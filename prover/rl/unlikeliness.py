@@ -19,6 +19,8 @@ RankKey = Literal["mean", "sum"]
 RankSet = Literal["all", "correct"]
 RANK_KEYS = ("mean", "sum")
 RANK_SETS = ("all", "correct")
+TieRule = Literal["average", "first"]
+TIE_RULES = ("average", "first")
 
 
 def _groups(t: torch.Tensor, group_size: int, what: str) -> torch.Tensor:
@@ -45,16 +47,19 @@ def sequence_logprob(per_token_logps: torch.Tensor, mask: torch.Tensor, key: Ran
 
 
 def likelihood_ranks(keys: torch.Tensor, group_size: int, include: torch.Tensor | None = None,
-                     sample_ids: torch.Tensor | None = None) -> torch.Tensor:
+                     sample_ids: torch.Tensor | None = None, ties: TieRule = "average") -> torch.Tensor:
     """Rank of each row within its group by ascending key: 0 is the least likely.
 
-    Ties, so that the result never depends on the order of rows inside a group:
-    rows with equal ``sample_ids`` (the same completion sampled twice) first get one key, the mean
-    of theirs, since batched forward passes can differ in the last bits for identical sequences;
-    then rows with equal keys share the average of the ranks they span (two rows tied for the
-    bottom both get 0.5). Rows where ``include`` is False are not ranked (NaN) and do not count
-    in the ranks of the others. Returns float ranks of shape (N,).
+    Rows with equal ``sample_ids`` (the same completion sampled twice) first get one key, the mean
+    of theirs, since batched forward passes can differ in the last bits for identical sequences.
+    Then, with ``ties="average"`` (the reward's rule: the result never depends on the order of rows
+    inside a group), rows with equal keys share the average of the ranks they span (two rows tied
+    for the bottom both get 0.5); with ``"first"`` they take those ranks one each in row order, as
+    a stable sort would. Rows where ``include`` is False are not ranked (NaN) and do not count in
+    the ranks of the others. Returns float ranks of shape (N,).
     """
+    if ties not in TIE_RULES:
+        raise ValueError(f"tie rule must be one of {TIE_RULES}, got {ties!r}")
     k = _groups(keys.float(), group_size, "keys")  # (n, G)
     if sample_ids is not None:
         ids = _groups(sample_ids, group_size, "sample_ids")
@@ -63,8 +68,12 @@ def likelihood_ranks(keys: torch.Tensor, group_size: int, include: torch.Tensor 
     inc = torch.ones_like(k, dtype=torch.bool) if include is None else _groups(include.bool(), group_size, "include")
     other = inc[:, None, :]  # (n, 1, G): which rows j count
     below = ((k[:, None, :] < k[:, :, None]) & other).sum(-1)  # (n, G): rows strictly less likely than row i
-    level = ((k[:, None, :] == k[:, :, None]) & other).sum(-1)  # rows tied with row i, itself included
-    ranks = below.float() + (level.float() - 1).clamp(min=0) / 2
+    tied = (k[:, None, :] == k[:, :, None]) & other  # (n, G, G): row j counts and ties with row i
+    if ties == "first":
+        order = torch.arange(k.shape[1], device=k.device)
+        ranks = below.float() + (tied & (order[None, :] < order[:, None])).sum(-1).float()
+    else:
+        ranks = below.float() + (tied.sum(-1).float() - 1).clamp(min=0) / 2
     return torch.where(inc, ranks, torch.full_like(ranks, float("nan"))).view(-1)
 
 
