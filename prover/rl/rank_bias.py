@@ -142,7 +142,7 @@ class RankBiasProbe:
         risen = [0] * self.group_size
         counts = [0] * self.group_size
         for s, lp in zip(self.samples, now, strict=True):
-            r = min(self.group_size - 1, int(s["rank"]))  # a tie-shared rank like 2.5 counts at 2
+            r = min(self.group_size - 1, int(s["rank"]))  # a probe saved with tie-shared ranks (2.5) counts them at 2
             counts[r] += 1
             risen[r] += lp > s["initial_logp"]
         rates = [x / c if c else None for x, c in zip(risen, counts, strict=True)]
