@@ -381,6 +381,9 @@ def test_dojo_crashing_again_after_the_reopen_gives_the_statement_up():
     assert opener.closed == len(opener.opened) == 2  # no Lean left running
     root = backend.start(PROBLEM)  # a later search opens the theorem afresh, with its own reopen
     assert backend.run_tactic(root, "a").kind == "error" and backend.run_tactic(root, "c").kind == "state"
+    assert backend.start(PROBLEM) is root  # the next search, on the open theorem: again one reopen
+    assert backend.run_tactic(root, "a").kind == "error" and backend.run_tactic(root, "c").kind == "state"
+    assert len(opener.opened) == 5
     backend.close()
 
 

@@ -255,7 +255,7 @@ class DojoBackend(ProofStateBackend):
     tactic, but Lean goes on running it and would print its answer where the next tactic's is read,
     so that Lean is stopped; a crash stops it too. Either way the theorem is reopened for the next
     tactic and the state rebuilt by replaying its tactics. A theorem whose Lean crashes again after
-    a reopen (``crash_reopens`` of them) is given up: the search ends with ``SearchError``.
+    ``crash_reopens`` reopens in one search is given up: that search ends with ``SearchError``.
     """
 
     def __init__(self, open_dojo: Callable[[Problem], ContextManager[tuple[Any, Any]]], crash_reopens: int = 1):
@@ -268,7 +268,7 @@ class DojoBackend(ProofStateBackend):
         self._root: ProofState | None = None
         self._generation = 0
         self._live: dict[tuple[str, ...], Any] = {}  # tactics from the first state -> the state replayed in the open Dojo
-        self._crashes: list[str] = []  # this theorem's crashes, oldest first
+        self._crashes: list[str] = []  # crashes in this search of the theorem, oldest first
 
     def start(self, problem: Problem) -> ProofState:
         if self._problem is None or (problem.name, problem.statement) != (self._problem.name, self._problem.statement):
@@ -276,6 +276,7 @@ class DojoBackend(ProofStateBackend):
             initial = self._open(problem)
             self._problem = problem
             self._root = ProofState(initial.pp, _DojoHandle(initial, self._generation, ()))
+        self._crashes = []  # each search of the theorem may reopen it after a crash
         return self._root
 
     def _open(self, problem: Problem) -> Any:
