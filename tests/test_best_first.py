@@ -24,6 +24,7 @@ from prover.search.session import SearchSession
 from prover.tasks.base import Task
 from prover.verifier.base import Verifier
 from prover.verifier.config import VerifierConfig
+from prover.verifier.errors import LeanSetupError
 from prover.verifier.verdict import Status, Verdict
 
 HEADER = "import Mathlib\n"
@@ -455,6 +456,9 @@ def test_open_leandojo_passes_the_theorem_and_both_timeouts(monkeypatch):
         def __exit__(self, *exc):
             self.exited = True
 
+    with pytest.raises(LeanSetupError, match="LeanDojo cannot use /nowhere at abc123: ValueError: /nowhere is not a valid URL"):
+        open_leandojo("/nowhere", "abc123", "R/T.lean", tactic_timeout=30, start_timeout=900)  # the real LeanGitRepo
+
     monkeypatch.setattr(lean_dojo, "Dojo", RecordingDojo)
     monkeypatch.setattr(lean_dojo, "LeanGitRepo", lambda url, commit: SimpleNamespace(url=url, commit=commit))
     opener = open_leandojo("https://github.com/o/r", "abc123", "R/T.lean", tactic_timeout=30, start_timeout=900)
@@ -464,7 +468,7 @@ def test_open_leandojo_passes_the_theorem_and_both_timeouts(monkeypatch):
         assert dojo.proc.timeout == 30  # then each tactic
     assert dojo.exited
 
-    with pytest.raises(SearchError, match="--best_first.dojo_commit"):
+    with pytest.raises(LeanSetupError, match="--best_first.dojo_commit"):
         open_leandojo("https://github.com/o/r", None, "R/T.lean", tactic_timeout=30, start_timeout=900)
-    with pytest.raises(SearchError, match="dojo_file must be a .lean file"):
+    with pytest.raises(LeanSetupError, match="dojo_file must be a .lean file"):
         open_leandojo("https://github.com/o/r", "abc123", "R/T", tactic_timeout=30, start_timeout=900)

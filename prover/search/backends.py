@@ -229,13 +229,13 @@ class ReplBackend(ProofStateBackend):
 
 
 def _lean_dojo():
-    """The lean_dojo module; ``SearchError`` saying how to install it when it does not import."""
+    """The lean_dojo module; ``LeanSetupError`` saying how to install it when it does not import."""
     try:
         import lean_dojo
     except ImportError as exc:
-        raise SearchError(f"best_first.backend=dojo needs LeanDojo: pip install -e .[dojo] ({exc})") from exc
+        raise LeanSetupError(f"best_first.backend=dojo needs LeanDojo: pip install -e .[dojo] ({exc})") from exc
     except Exception as exc:  # importing it runs `git --version` and asserts git >= 2.25 (lean_dojo/constants.py)
-        raise SearchError(f"LeanDojo does not import: {type(exc).__name__}: {exc}") from exc
+        raise LeanSetupError(f"LeanDojo does not import: {type(exc).__name__}: {exc}") from exc
     return lean_dojo
 
 
@@ -361,17 +361,20 @@ class DojoBackend(ProofStateBackend):
 
 def open_leandojo(repo: str | None, commit: str | None, file: str | None, tactic_timeout: float,
                   start_timeout: float) -> Callable[[Problem], ContextManager]:
-    """An opener for ``DojoBackend`` over a traced repository: the theorem is looked up by the problem's name."""
+    """An opener for ``DojoBackend`` over a traced repository: the theorem is looked up by the problem's name.
+
+    ``LeanSetupError`` (the command line's "Lean is not set up", exit status 2) for missing or bad settings.
+    """
     missing = [name for name, value in (("dojo_repo", repo), ("dojo_commit", commit), ("dojo_file", file)) if not value]
     if missing:
-        raise SearchError(f"best_first.backend=dojo needs --best_first.{' --best_first.'.join(missing)}")
+        raise LeanSetupError(f"best_first.backend=dojo needs --best_first.{' --best_first.'.join(missing)}")
     if not file.endswith(".lean"):
-        raise SearchError(f"best_first.dojo_file must be a .lean file inside dojo_repo, got {file!r}")
+        raise LeanSetupError(f"best_first.dojo_file must be a .lean file inside dojo_repo, got {file!r}")
     lean_dojo = _lean_dojo()
     try:
         git_repo = lean_dojo.LeanGitRepo(repo, commit)  # clones the repository (once, into LeanDojo's cache)
-    except Exception as exc:
-        raise SearchError(f"LeanDojo cannot use {repo} at {commit}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # not a git URL or path, no such commit, no network
+        raise LeanSetupError(f"LeanDojo cannot use {repo} at {commit}: {type(exc).__name__}: {exc}") from exc
 
     @contextlib.contextmanager
     def open_dojo(problem: Problem):
