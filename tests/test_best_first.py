@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -411,6 +411,8 @@ def test_dojo_open_failures():
 
 
 def test_dojo_search_survives_a_timeout_and_a_crash():
+    """The Dojo raises ``DojoTacticTimeoutError`` and ``DojoCrashError`` where lean-dojo 4.20.0's
+    ``run_tac`` does (lean_dojo/interaction/dojo.py 449-517; see tests/dojo_double.py)."""
     graph = {"s0": {"intro y": "s1"}, "s1": {"slow": "slow: s2", "crash": "crash", "omega": "done"}}
     table = {(): [("intro y", -0.1)], ("intro y",): [("slow", -0.01), ("crash", -0.02), ("omega", -0.2)]}
     config = SearchConfig(strategy="best-first", budget=8, time_limit=60)
