@@ -1,28 +1,30 @@
 """Tactic-level best-first search over a small proof-state graph served by a double of each backend:
-the REPL's tactic mode (a subprocess speaking its JSON protocol) and an object with LeanDojo's
-``run_tac`` interface built from look-alikes of its result classes (lean-dojo is not installed here).
+the REPL's tactic mode (a subprocess speaking its JSON protocol) and lean-dojo 4.20.0's ``Dojo``
+(tests/dojo_double.py: the package's real result classes and exceptions, raised where its
+``run_tac`` raises them). The LeanDojo tests skip, saying why, where lean-dojo cannot be imported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from prover.data.problem import Problem
 from prover.sampling.base import Completion, Sampler
-from prover.search.backends import DojoBackend, ReplBackend
+from prover.search.backends import DojoBackend, ReplBackend, TacticOutcome, open_leandojo
 from prover.search.best_first import join_tactics
 from prover.search.config import SearchConfig
-from prover.search.engine import StatementError
+from prover.search.engine import SearchError, StatementError
 from prover.search.session import SearchSession
 from prover.tasks.base import Task
 from prover.verifier.base import Verifier
 from prover.verifier.config import VerifierConfig
+from prover.verifier.errors import LeanSetupError
 from prover.verifier.verdict import Status, Verdict
 
 HEADER = "import Mathlib\n"
@@ -90,55 +92,18 @@ def tactics_sent(log: Path) -> list[str]:
     return [json.loads(line)["tactic"] for line in log.read_text().splitlines() if line.startswith('{"tactic"')]
 
 
-# --- LeanDojo look-alikes: the result classes by their names, and a Dojo over the graph ----------
+# --- LeanDojo: its real classes, through tests/dojo_double.py -------------------------------------
 
 
-@dataclass(frozen=True)
-class TacticState:
-    pp: str
-    id: int
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class ProofFinished:
-    tactic_state_id: int
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class ProofGivenUp:
-    pass
-
-
-@dataclass(frozen=True)
-class LeanError:
-    error: str
-
-
-DojoTimeoutError = make_dataclass("TimeoutError", [("error", str)], frozen=True)  # LeanDojo's own TimeoutError
-
-
-class GraphDojo:
-    def __init__(self, graph):
-        self.graph = graph
-        self.names = {0: "s0"}
-        self.calls: list[str] = []
-
-    def run_tac(self, state: TacticState, tactic: str):
-        self.calls.append(tactic)
-        target = self.graph.get(self.names[state.id], {}).get(tactic)
-        if target is None:
-            return LeanError(f"<stdin>:1:0: unknown tactic {tactic!r}")
-        if target == "hang":
-            return DojoTimeoutError("try_for_time tactic failed, timeout")
-        if target.startswith("error: "):
-            return LeanError(target[7:])
-        if target == "sorry":
-            return ProofGivenUp()
-        new = len(self.names)
-        self.names[new] = target
-        return ProofFinished(new) if target == "done" else TacticState(goals_of(target), new)
+def lean_dojo_or_skip():
+    """Skip, saying why, where lean-dojo cannot be imported (not installed, or Python >= 3.13, which
+    4.20.0 does not support; importing it also asserts git >= 2.25)."""
+    try:
+        import lean_dojo  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"lean-dojo is not installed ({exc}): pip install -e .[dojo]")
+    except Exception as exc:
+        pytest.skip(f"lean-dojo does not import here: {type(exc).__name__}: {exc}")
 
 
 # --- the model, the task and the whole-proof check -------------------------------------------------
@@ -209,7 +174,7 @@ class Setup:
     policy: Policy
     verifier: GraphVerifier
     log: object = None  # the REPL double's request log
-    dojo: list = field(default_factory=list)  # the Dojo doubles opened
+    dojo: object = None  # the dojo_double.GraphDojoOpener, with every Dojo it opened
 
 
 @pytest.fixture(params=["repl", "dojo"])
@@ -228,13 +193,11 @@ def make_search(request, tmp_path):
             config.verifier.repl_command, setup.log = repl_command(tmp_path, graph)
             config.verifier.sandbox = "none"  # the log file lies outside the worker's scratch directory
         else:
-            @contextlib.contextmanager
-            def open_dojo(problem):
-                dojo = GraphDojo(graph)
-                setup.dojo.append(dojo)
-                yield dojo, TacticState(goals_of("s0"), 0)
+            lean_dojo_or_skip()
+            from dojo_double import GraphDojoOpener
 
-            backend = DojoBackend(open_dojo)
+            setup.dojo = GraphDojoOpener(graph)
+            backend = DojoBackend(setup.dojo)
         setup.session = SearchSession(config, task=GraphTask(verifier), sampler=setup.policy, backend=backend)
         sessions.append(setup.session)
         return setup
@@ -298,7 +261,7 @@ def test_forbidden_and_failing_tactics_are_not_proofs(make_search):
     result = setup.session.search(PROBLEM)
     assert result.proof == join_tactics(STATEMENT, SHORT)
     assert result.progress.errors["tactic: forbidden"] >= 1 and result.progress.errors["tactic: exact? could not close the goal"] == 1
-    sent = tactics_sent(setup.log) if setup.log else setup.dojo[0].calls
+    sent = tactics_sent(setup.log) if setup.log else setup.dojo.opened[0].calls
     assert "exact?" in sent and "sorry" not in sent  # screened before it reached Lean
 
 
@@ -353,18 +316,161 @@ def test_repl_is_replaced_between_theorems_after_many_requests(tmp_path):
     assert log.read_text().splitlines().count("start") == 2  # a fresh REPL for the next theorem
 
 
-def test_dojo_results_are_read_by_class_name():
-    @contextlib.contextmanager
-    def open_dojo(problem):
-        yield GraphDojo({"s0": {"t": "hang", "g": "sorry", "e": "error: boom", "n": "s1"}, "s1": {"f": "done"}}), TacticState("⊢ p", 0)
+def dojo_backend(graph, fail=None):
+    """A ``DojoBackend`` over ``graph`` served by tests/dojo_double.py, and the opener that counts its Dojos."""
+    lean_dojo_or_skip()
+    from dojo_double import GraphDojoOpener
 
-    backend = DojoBackend(open_dojo)
+    opener = GraphDojoOpener(graph, fail)
+    return DojoBackend(opener), opener
+
+
+def test_dojo_answers_become_outcomes():
+    graph = {"s0": {"n": "s1", "g": "sorry", "e": "error: boom\n", "m": "error: proof contains metavariables"},
+             "s1": {"f": "done"}}
+    backend, opener = dojo_backend(graph)
     root = backend.start(PROBLEM)
-    assert backend.run_tactic(root, "t").error == "try_for_time tactic failed, timeout"
-    assert backend.run_tactic(root, "g").kind == "given_up"
-    assert backend.run_tactic(root, "e").error == "boom"
-    child = backend.run_tactic(root, "n")
+    assert root.goals == goals_of("s0")
+    child = backend.run_tactic(root, "n")  # TacticState
     assert child.kind == "state" and child.state.goals == goals_of("s1")
-    assert backend.run_tactic(child.state, "f").kind == "finished"
+    assert backend.run_tactic(root, "g") == TacticOutcome("given_up")  # ProofGivenUp: the proof used sorry
+    assert backend.run_tactic(root, "e") == TacticOutcome("error", error="boom")  # LeanError
+    assert backend.run_tactic(root, "m") == TacticOutcome("error", error="proof contains metavariables")
+    assert backend.run_tactic(root, "nope") == TacticOutcome("error", error="<stdin>:1:0: unknown tactic")
+    assert backend.run_tactic(child.state, "f") == TacticOutcome("finished")  # ProofFinished
+    assert backend.start(PROBLEM) is root and len(opener.opened) == 1  # the theorem stays open between calls
     backend.close()
     backend.close()  # safe twice
+    assert opener.closed == 1
+
+
+def test_dojo_timeout_fails_the_tactic_and_the_next_answer_is_the_next_tactics():
+    # Lean goes on running a timed-out tactic and prints its answer later: a Dojo kept after a timeout
+    # would hand `intro y` the slow tactic's state s9.
+    backend, opener = dojo_backend({"s0": {"slow": "slow: s9", "intro y": "s1"}, "s1": {"omega": "done"}})
+    root = backend.start(PROBLEM)
+    assert backend.run_tactic(root, "slow") == TacticOutcome("error", error="timeout")
+    child = backend.run_tactic(root, "intro y")
+    assert child.kind == "state" and child.state.goals == goals_of("s1")
+    assert backend.run_tactic(child.state, "omega").kind == "finished"
+    assert len(opener.opened) == 2 and opener.closed == 1  # the busy Lean was stopped and the theorem reopened
+    backend.close()
+
+
+def test_dojo_crash_reopens_the_theorem_and_replays_the_state():
+    graph = {"s0": {"intro y": "s1"}, "s1": {"crash": "crash", "ring_nf": "s3"}, "s3": {"linarith": "done"}}
+    backend, opener = dojo_backend(graph)
+    root = backend.start(PROBLEM)
+    s1 = backend.run_tactic(root, "intro y").state
+    assert backend.run_tactic(s1, "crash") == TacticOutcome("error", error="LeanDojo crashed: Unexpected EOF")
+    assert backend.run_tactic(s1, "nope").kind == "error"  # s1 is rebuilt in the new Lean first
+    s3 = backend.run_tactic(s1, "ring_nf")  # on the rebuilt s1, not rebuilt twice
+    assert s3.kind == "state" and s3.state.goals == goals_of("s3")
+    assert backend.run_tactic(s3.state, "linarith").kind == "finished"
+    assert backend.run_tactic(root, "intro y").state.goals == goals_of("s1")  # the first state is the new Lean's
+    assert [d.calls for d in opener.opened] == [["intro y", "crash"], ["intro y", "nope", "ring_nf", "linarith", "intro y"]]
+    backend.close()
+    assert opener.closed == 2
+
+
+def test_dojo_crashing_again_after_the_reopen_gives_the_statement_up():
+    backend, opener = dojo_backend({"s0": {"a": "crash", "b": "crash", "c": "s1"}})
+    root = backend.start(PROBLEM)
+    assert backend.run_tactic(root, "a").kind == "error"
+    with pytest.raises(SearchError, match=r"LeanDojo crashed again on 't' after it was reopened \(Unexpected EOF, then Unexpected EOF\); the statement is given up"):
+        backend.run_tactic(root, "b")
+    assert opener.closed == len(opener.opened) == 2  # no Lean left running
+    root = backend.start(PROBLEM)  # a later search opens the theorem afresh, with its own reopen
+    assert backend.run_tactic(root, "a").kind == "error" and backend.run_tactic(root, "c").kind == "state"
+    assert backend.start(PROBLEM) is root  # the next search, on the open theorem: again one reopen
+    assert backend.run_tactic(root, "a").kind == "error" and backend.run_tactic(root, "c").kind == "state"
+    assert len(opener.opened) == 5
+    backend.close()
+
+
+def test_dojo_open_failures():
+    # DojoInitError (dojo.py 252-283, 374-392): the statement cannot be used, in LeanDojo's words
+    backend, _ = dojo_backend(GRAPH, fail={1: "Failed to locate the theorem with `t` as its fully qualified name."})
+    with pytest.raises(StatementError, match="LeanDojo cannot open 't': Failed to locate the theorem with `t`"):
+        backend.start(PROBLEM)
+    assert backend.start(PROBLEM).goals == goals_of("s0")  # nothing half-open was kept
+
+    # anything else is LeanDojo failing, not the statement (dojo.py 248-250: a repository traced by an old LeanDojo)
+    def outdated(problem):
+        raise AssertionError("Unable to find Lean4Repl.lean in the traced repo.")
+
+    with pytest.raises(SearchError, match="AssertionError: Unable to find Lean4Repl.lean"):
+        DojoBackend(outdated).start(PROBLEM)
+
+    # a theorem that opened once and then cannot be reopened after a crash
+    backend, _ = dojo_backend({"s0": {"a": "crash", "b": "s1"}}, fail={2: "Unexpected EOF"})
+    root = backend.start(PROBLEM)
+    assert backend.run_tactic(root, "a").kind == "error"
+    with pytest.raises(SearchError, match="LeanDojo could not reopen 't'.*: Unexpected EOF"):
+        backend.run_tactic(root, "b")
+
+
+def test_dojo_search_survives_a_timeout_and_a_crash():
+    """The Dojo raises ``DojoTacticTimeoutError`` and ``DojoCrashError`` where lean-dojo 4.20.0's
+    ``run_tac`` does (lean_dojo/interaction/dojo.py 449-517; see tests/dojo_double.py)."""
+    graph = {"s0": {"intro y": "s1"}, "s1": {"slow": "slow: s2", "crash": "crash", "omega": "done"}}
+    table = {(): [("intro y", -0.1)], ("intro y",): [("slow", -0.01), ("crash", -0.02), ("omega", -0.2)]}
+    config = SearchConfig(strategy="best-first", budget=8, time_limit=60)
+    config.best_first.tactics_per_expansion = 3
+    backend, opener = dojo_backend(graph)
+    with SearchSession(config, task=GraphTask(GraphVerifier(graph)), sampler=Policy(table), backend=backend) as session:
+        result = session.search(PROBLEM)
+    assert result.proved and result.proof == join_tactics(STATEMENT, ("intro y", "omega"))
+    assert result.progress.errors["tactic: timeout"] == 1
+    assert result.progress.errors["tactic: LeanDojo crashed: Unexpected EOF"] == 1
+    # a new Lean after each, where `intro y` was replayed before the next tactic
+    assert [d.calls for d in opener.opened] == [["intro y", "slow"], ["intro y", "crash"], ["intro y", "omega"]]
+    assert opener.closed == 3
+
+
+def test_dojo_open_failure_is_a_bad_statement_before_any_sampling():
+    config = SearchConfig(strategy="best-first")
+    config.best_first.backend = "dojo"
+    backend, opener = dojo_backend(GRAPH, fail={1: "Cannot interact with theorems with the `where` keyword."})
+    policy = Policy({})
+    with SearchSession(config, task=GraphTask(GraphVerifier(GRAPH)), sampler=policy, backend=backend) as session:
+        with pytest.raises(StatementError, match="`where` keyword"):
+            session.check_statement(PROBLEM)
+        session.check_statement(PROBLEM)  # opened now, and kept open for the search
+        assert len(opener.opened) == 1 and opener.closed == 0
+    assert policy.calls == 0
+
+
+def test_open_leandojo_passes_the_theorem_and_both_timeouts(monkeypatch):
+    """What ``open_leandojo`` hands LeanDojo; the real ``Dojo`` needs a traced repository and Lean,
+    so a recorder with its constructor and ``__enter__`` (dojo.py 202-208, 241-298; its ``proc`` is
+    the pexpect process, whose ``timeout`` every read uses, dojo.py 266-267 and 502) stands in."""
+    lean_dojo_or_skip()
+    import lean_dojo
+
+    class RecordingDojo:
+        def __init__(self, entry, timeout=600):
+            self.entry, self.timeout, self.proc, self.exited = entry, timeout, SimpleNamespace(timeout=timeout), False
+
+        def __enter__(self):
+            return self, lean_dojo.TacticState(goals_of("s0"), 0)
+
+        def __exit__(self, *exc):
+            self.exited = True
+
+    with pytest.raises(LeanSetupError, match="LeanDojo cannot use /nowhere at abc123: ValueError: /nowhere is not a valid URL"):
+        open_leandojo("/nowhere", "abc123", "R/T.lean", tactic_timeout=30, start_timeout=900)  # the real LeanGitRepo
+
+    monkeypatch.setattr(lean_dojo, "Dojo", RecordingDojo)
+    monkeypatch.setattr(lean_dojo, "LeanGitRepo", lambda url, commit: SimpleNamespace(url=url, commit=commit))
+    opener = open_leandojo("https://github.com/o/r", "abc123", "R/T.lean", tactic_timeout=30, start_timeout=900)
+    with opener(PROBLEM) as (dojo, initial):
+        assert dojo.entry.full_name == "t" and str(dojo.entry.file_path) == "R/T.lean" and dojo.entry.repo.commit == "abc123"
+        assert dojo.timeout == 900  # elaborating the file up to the theorem, imports included
+        assert dojo.proc.timeout == 30  # then each tactic
+    assert dojo.exited
+
+    with pytest.raises(LeanSetupError, match="--best_first.dojo_commit"):
+        open_leandojo("https://github.com/o/r", None, "R/T.lean", tactic_timeout=30, start_timeout=900)
+    with pytest.raises(LeanSetupError, match="dojo_file must be a .lean file"):
+        open_leandojo("https://github.com/o/r", "abc123", "R/T", tactic_timeout=30, start_timeout=900)

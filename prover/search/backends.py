@@ -1,8 +1,7 @@
 """Where proof states come from for the tactic-level search: the Lean REPL's tactic mode, or LeanDojo.
 
 Both answer "run this tactic on that state" with a new state, "no goals left", or an error. LeanDojo
-is optional and imported only when used; its results are recognised by class name, so anything with
-its ``run_tac`` interface (a test double included) works.
+is optional and imported only when its backend is made.
 """
 
 from __future__ import annotations
@@ -229,62 +228,161 @@ class ReplBackend(ProofStateBackend):
 # --- LeanDojo ---------------------------------------------------------------------------------------
 
 
+def _lean_dojo():
+    """The lean_dojo module; ``LeanSetupError`` saying how to install it when it does not import."""
+    try:
+        import lean_dojo
+    except ImportError as exc:
+        raise LeanSetupError(f"best_first.backend=dojo needs LeanDojo: pip install -e .[dojo] ({exc})") from exc
+    except Exception as exc:  # importing it runs `git --version` and asserts git >= 2.25 (lean_dojo/constants.py)
+        raise LeanSetupError(f"LeanDojo does not import: {type(exc).__name__}: {exc}") from exc
+    return lean_dojo
+
+
+@dataclass(frozen=True)
+class _DojoHandle:
+    state: Any  # lean_dojo.TacticState, numbered by the Lean process that made it
+    generation: int  # which opening of the theorem that process was
+    tactics: tuple[str, ...]  # from the first state: replayed when the state's process is gone
+
+
 class DojoBackend(ProofStateBackend):
-    """LeanDojo's ``Dojo``: ``run_tac`` answers TacticState, ProofFinished, ProofGivenUp or an error.
+    """LeanDojo's ``Dojo`` (lean-dojo 4.20): ``run_tac`` answers ``TacticState``, ``ProofFinished``,
+    ``ProofGivenUp`` (the proof used ``sorry``) or ``LeanError``, and raises on a timeout or a crash.
 
     ``open_dojo(problem)`` returns a context manager that yields ``(dojo, initial_state)``, as
-    ``lean_dojo.Dojo(theorem)`` does; one theorem is open at a time.
+    ``lean_dojo.Dojo(theorem)`` does; one theorem is open at a time. A timed-out tactic is a failed
+    tactic, but Lean goes on running it and would print its answer where the next tactic's is read,
+    so that Lean is stopped; a crash stops it too. Either way the theorem is reopened for the next
+    tactic and the state rebuilt by replaying its tactics. A theorem whose Lean crashes again after
+    ``crash_reopens`` reopens in one search is given up: that search ends with ``SearchError``.
     """
 
-    def __init__(self, open_dojo: Callable[[Problem], ContextManager[tuple[Any, Any]]]):
+    def __init__(self, open_dojo: Callable[[Problem], ContextManager[tuple[Any, Any]]], crash_reopens: int = 1):
         self._open_dojo = open_dojo
+        self.crash_reopens = crash_reopens
+        self._lean_dojo = _lean_dojo()
         self._stack = contextlib.ExitStack()
         self._dojo = None
-        self._key: tuple[str, str] | None = None
+        self._problem: Problem | None = None
         self._root: ProofState | None = None
+        self._generation = 0
+        self._live: dict[tuple[str, ...], Any] = {}  # tactics from the first state -> the state replayed in the open Dojo
+        self._crashes: list[str] = []  # crashes in this search of the theorem, oldest first
 
     def start(self, problem: Problem) -> ProofState:
-        key = (problem.name, problem.statement)
-        if key != self._key:
+        if self._problem is None or (problem.name, problem.statement) != (self._problem.name, self._problem.statement):
             self.close()
-            try:
-                self._dojo, initial = self._stack.enter_context(self._open_dojo(problem))
-            except Exception as exc:  # LeanDojo raises DojoInitError, among others
-                raise StatementError(f"LeanDojo could not open {problem.name!r}: {type(exc).__name__}: {exc}") from exc
-            self._key, self._root = key, ProofState(_pretty(initial), initial)
+            initial = self._open(problem)
+            self._problem = problem
+            self._root = ProofState(initial.pp, _DojoHandle(initial, self._generation, ()))
+        self._crashes = []  # each search of the theorem may reopen it after a crash
         return self._root
 
+    def _open(self, problem: Problem) -> Any:
+        """Open the theorem in a new Lean process; its first state."""
+        stack = contextlib.ExitStack()
+        try:
+            self._dojo, initial = stack.enter_context(self._open_dojo(problem))
+        except self._lean_dojo.DojoInitError as exc:
+            raise StatementError(f"LeanDojo cannot open {problem.name!r}: {exc}") from exc
+        except Exception as exc:  # tracing, git, an old trace without Lean4Repl.lean: LeanDojo failed, not the statement
+            raise SearchError(f"LeanDojo could not open {problem.name!r}: {type(exc).__name__}: {exc}") from exc
+        self._stack = stack
+        self._generation += 1
+        self._live = {(): initial}
+        return initial
+
+    def _discard(self) -> None:
+        """Stop the open theorem's Lean (``Dojo.__exit__`` kills the process tree); its states go with it."""
+        stack, self._stack, self._dojo, self._live = self._stack, contextlib.ExitStack(), None, {}
+        try:
+            stack.close()
+        except Exception as exc:  # a Lean already dead, a temporary file already gone: nothing left to stop
+            logger.warning("closing LeanDojo's Dojo: %s: %s", type(exc).__name__, exc)
+
+    def _reopen(self) -> None:
+        try:
+            self._open(self._problem)
+        except (StatementError, SearchError) as exc:
+            problem = self._problem
+            self.close()
+            raise SearchError(f"LeanDojo could not reopen {problem.name!r} after its Lean stopped: {exc.__cause__ or exc}") from exc
+
+    def _state_in_open_dojo(self, handle: _DojoHandle) -> Any:
+        """``handle``'s state in the open Dojo: its own when that made it, else rebuilt by replaying its tactics."""
+        if handle.generation == self._generation and self._dojo is not None:
+            return handle.state
+        if self._dojo is None:
+            self._reopen()
+        for depth in range(len(handle.tactics)):
+            prefix = handle.tactics[: depth + 1]
+            if prefix not in self._live:
+                result = self._dojo.run_tac(self._live[prefix[:-1]], prefix[-1])
+                if not isinstance(result, self._lean_dojo.TacticState):
+                    raise SearchError(f"replaying {handle.tactics} after LeanDojo was reopened failed at {prefix[-1]!r}: {result}")
+                self._live[prefix] = result
+        return self._live[handle.tactics]
+
     def run_tactic(self, state: ProofState, tactic: str) -> TacticOutcome:
-        result = self._dojo.run_tac(state.handle, tactic)
-        kind = type(result).__name__
-        if kind == "TacticState":
-            return TacticOutcome("state", ProofState(_pretty(result), result))
-        if kind == "ProofFinished":
+        lean_dojo, handle = self._lean_dojo, state.handle
+        try:
+            live = self._state_in_open_dojo(handle)  # first: it may reopen the theorem
+            result = self._dojo.run_tac(live, tactic)
+        except lean_dojo.DojoTacticTimeoutError:
+            logger.warning("tactic %r timed out; LeanDojo's Lean is stopped and the theorem reopened", tactic)
+            self._discard()
+            return TacticOutcome("error", error="timeout")
+        except lean_dojo.DojoCrashError as exc:  # "Unexpected EOF", "Invalid JSON: ...", "OOM", an exit code
+            self._crashes.append(str(exc))
+            self._discard()
+            if len(self._crashes) > self.crash_reopens:
+                name, crashes = self._problem.name, ", then ".join(self._crashes)
+                self.close()
+                raise SearchError(f"LeanDojo crashed again on {name!r} after it was reopened ({crashes}); the statement is given up") from exc
+            logger.warning("LeanDojo crashed on tactic %r (%s); the theorem will be reopened", tactic, exc)
+            return TacticOutcome("error", error=f"LeanDojo crashed: {exc}")
+        if isinstance(result, lean_dojo.TacticState):
+            child = _DojoHandle(result, self._generation, handle.tactics + (tactic,))
+            return TacticOutcome("state", ProofState(result.pp, child))
+        if isinstance(result, lean_dojo.ProofFinished):
             return TacticOutcome("finished")
-        if kind == "ProofGivenUp":
+        if isinstance(result, lean_dojo.ProofGivenUp):
             return TacticOutcome("given_up")
-        if kind in ("LeanError", "TacticError", "TimeoutError"):
-            return TacticOutcome("error", error=str(getattr(result, "error", result)))
-        raise SearchError(f"LeanDojo answered {kind}, which this backend does not know")
+        if isinstance(result, lean_dojo.LeanError):
+            return TacticOutcome("error", error=result.error)
+        raise SearchError(f"LeanDojo answered {type(result).__name__}, which this backend does not know")
 
     def close(self) -> None:
-        self._stack.close()
-        self._stack = contextlib.ExitStack()
-        self._dojo = self._key = self._root = None
+        self._discard()
+        self._problem = self._root = None
+        self._crashes = []
 
 
-def _pretty(state: Any) -> str:
-    return str(getattr(state, "pp", None) or getattr(state, "pretty_print", ""))
+def open_leandojo(repo: str | None, commit: str | None, file: str | None, tactic_timeout: float,
+                  start_timeout: float) -> Callable[[Problem], ContextManager]:
+    """An opener for ``DojoBackend`` over a traced repository: the theorem is looked up by the problem's name.
 
-
-def open_leandojo(repo: str | None, commit: str | None, file: str | None) -> Callable[[Problem], ContextManager]:
-    """An opener for ``DojoBackend`` over a traced repository: the theorem is looked up by the problem's name."""
+    ``LeanSetupError`` (the command line's "Lean is not set up", exit status 2) for missing or bad settings.
+    """
     missing = [name for name, value in (("dojo_repo", repo), ("dojo_commit", commit), ("dojo_file", file)) if not value]
     if missing:
-        raise SearchError(f"best_first.backend=dojo needs --best_first.{' --best_first.'.join(missing)}")
+        raise LeanSetupError(f"best_first.backend=dojo needs --best_first.{' --best_first.'.join(missing)}")
+    if not file.endswith(".lean"):
+        raise LeanSetupError(f"best_first.dojo_file must be a .lean file inside dojo_repo, got {file!r}")
+    lean_dojo = _lean_dojo()
     try:
-        from lean_dojo import Dojo, LeanGitRepo, Theorem
-    except ImportError as exc:
-        raise SearchError("best_first.backend=dojo needs LeanDojo: pip install -e .[dojo]") from exc
-    git_repo = LeanGitRepo(repo, commit)
-    return lambda problem: Dojo(Theorem(git_repo, file, problem.name))
+        git_repo = lean_dojo.LeanGitRepo(repo, commit)  # clones the repository (once, into LeanDojo's cache)
+    except Exception as exc:  # not a git URL or path, no such commit, no network
+        raise LeanSetupError(f"LeanDojo cannot use {repo} at {commit}: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def open_dojo(problem: Problem):
+        # Dojo has one timeout, pexpect's, for every read of Lean's answers (lean_dojo/interaction/dojo.py
+        # 266-267, 502 at 4.20.0): the first comes once Lean has elaborated the file up to the theorem,
+        # imports included (minutes with Mathlib), so it gets start_timeout, and each tactic tactic_timeout.
+        with lean_dojo.Dojo(lean_dojo.Theorem(git_repo, file, problem.name), timeout=start_timeout) as (dojo, initial):
+            dojo.proc.timeout = tactic_timeout
+            yield dojo, initial
+
+    return open_dojo

@@ -76,7 +76,8 @@ class SearchSession:
         if self._backend is None:
             settings = self.config.best_first
             if settings.backend == "dojo":
-                self._backend = DojoBackend(open_leandojo(settings.dojo_repo, settings.dojo_commit, settings.dojo_file))
+                self._backend = DojoBackend(open_leandojo(settings.dojo_repo, settings.dojo_commit, settings.dojo_file,
+                                                          settings.tactic_timeout, self.config.verifier.start_timeout))
             else:
                 self._backend = self._repl_backend()
         return self._backend
@@ -124,6 +125,10 @@ class SearchSession:
 
     def check_statement(self, problem: Problem) -> None:
         """Lean must accept the statement with ``sorry`` as its proof before any sampling is spent on it."""
+        if self.config.strategy == "best-first" and self.config.best_first.backend == "dojo":
+            # The search opens the theorem in LeanDojo anyway: opening it now reports LeanDojo's
+            # DojoInitError as a bad statement before the model loads.
+            self.backend.start(problem)
         mode, verifier = self.config.statement_check, self.config.verifier
         if mode == "none" or (mode == "auto" and not (verifier.repl_command or verifier.resolved_lean_project())):
             return
