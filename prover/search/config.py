@@ -28,7 +28,7 @@ class BestFirstConfig:
     tactics_per_expansion: int = field(default=8, metadata={"help": "tactics sampled for each expanded proof state"})
     tactic_max_tokens: int = field(default=128, metadata={"help": "token limit of one sampled tactic (a tactic is one line)"})
     max_depth: int = field(default=32, metadata={"help": "tactics in one proof at most; deeper states are not expanded"})
-    tactic_timeout: float = field(default=60.0, metadata={"help": "wall seconds for one tactic; past it the REPL is restarted and the tactic counts as failed"})
+    tactic_timeout: float = field(default=60.0, metadata={"help": "wall seconds for one tactic; past it the tactic counts as failed and the REPL is restarted (LeanDojo: the theorem is reopened)"})
     dojo_repo: str | None = field(default=None, metadata={"help": "dojo: URL or path of the traced Lean repository that holds the theorem"})
     dojo_commit: str | None = field(default=None, metadata={"help": "dojo: commit of dojo_repo"})
     dojo_file: str | None = field(default=None, metadata={"help": "dojo: file of the theorem inside dojo_repo"})
