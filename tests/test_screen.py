@@ -150,8 +150,9 @@ def test_tokenizer_follows_lean_identifiers():
 
 
 def test_theorem_name_from_trusted_statement():
-    assert theorem_name("/-- doc: theorem fake -/\ntheorem mathd_algebra_478 (b : ℝ) : b = b := by\n") == "mathd_algebra_478"
-    assert theorem_name("-- lemma no\nlemma «odd name» : True := by") == "«odd name»"
+    # anchored at the root: `#print axioms` must not also resolve `Nat.mathd_algebra_478` under `open Nat`
+    assert theorem_name("/-- doc: theorem fake -/\ntheorem mathd_algebra_478 (b : ℝ) : b = b := by\n") == "_root_.mathd_algebra_478"
+    assert theorem_name("-- lemma no\nlemma «odd name» : True := by") == "_root_.«odd name»"
     assert theorem_name("example : True := by") is None
 
 
