@@ -64,7 +64,9 @@ ignores), as ``double:NAME`` or ``double:NAME=ARG``; several may be combined:
     defines=NAME      (in the header) the environment also holds constant NAME (standard axioms), e.g.
                       ``Nat.t`` to make ``#print axioms t`` ambiguous under ``open Nat``
 
-A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``.
+A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``, and so do the tactics
+Lean turns into one: ``stop`` (core: ``repeat sorry``), ``slim_check`` and ``plausible`` (Mathlib:
+they admit the goal when they find no counterexample).
 
 State graph (tactic mode), a JSON file given by --graph or $REPL_DOUBLE_GRAPH:
 
@@ -97,6 +99,7 @@ import time
 DIRECTIVE = re.compile(r"double:([a-z_]+)(?:=(\S+))?")
 DECL = re.compile(r"\b(?:theorem|lemma)\s+(\S+)")
 PRINT_AXIOMS = re.compile(r"^\s*#print\s+axioms\s+(\S+)\s*$")
+SORRY_TACTIC = re.compile(r"(?:^|=>|\bby\b|;|·)[ \t]*(?:stop|slim_check|plausible)(?![\w.])", re.M)  # as a tactic
 OPEN_LINE = re.compile(r"^\s*open\s+([^\n]+)", re.M)
 COMMENT = re.compile(r"--[^\n]*|/-.*?-/", re.S)
 FAULTS = {"slow", "hang", "exit", "sigkill", "oom", "garbage", "unknown_env", "error", "sorry", "silent_sorry",
@@ -222,7 +225,7 @@ class Double:
             axioms.append("sorryAx")  # Lean adds a failed declaration with sorryAx
         decl = DECL.search(code)
         theorem = decl.group(1) if decl else None
-        if "sorry" in names or re.search(r"\bsorry\b", code):
+        if "sorry" in names or re.search(r"\bsorry\b", code) or SORRY_TACTIC.search(code):
             messages.append(self.message("warning", f"declaration uses {self.quote}sorry{self.quote}"))
             node = self.graph["theorems"].get(theorem)
             goals = self.graph["states"][node]["goals"] if node else ["⊢ False"]
