@@ -230,3 +230,23 @@ def golden_dir():
     if not path.is_dir():
         pytest.skip(f"needs the REPL's recorded conversations at {path} (../shared/golden/repl)")
     return path
+
+
+# --- the header of each profile -----------------------------------------------------------------------
+
+
+def test_profile_headers_match_their_provers_and_bounded_is_an_option(tmp_path):
+    from prover.data import DEEPSEEK_HEADER, load_problems
+    from prover.verifier.config import BOUNDED_HEARTBEATS, DEFAULT_HEADER, HEADERS, PROFILE_HEADERS
+
+    # DeepSeek-Prover-V1.5 (prover/utils.py LEAN4_DEFAULT_HEADER) and Kimina-Prover-Preview's solutions
+    assert set(PROFILE_HEADERS) == {p.name for p in PROFILES.iterdir()}
+    for header in PROFILE_HEADERS.values():
+        assert "set_option maxHeartbeats 0\n" in header
+    assert DEFAULT_HEADER == DEEPSEEK_HEADER == PROFILE_HEADERS["deepseek-v1.5"]
+    assert f"set_option maxHeartbeats {BOUNDED_HEARTBEATS}\n" in HEADERS["bounded"]
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"name": "x", "formal_statement": "theorem x : True := by", "header": "import Foo\n"}) + "\n")
+    assert load_problems(str(data))[0].header == "import Foo\n"  # a file's header column wins
+    assert load_problems(str(data), header="bounded")[0].header == HEADERS["bounded"]
+    assert load_problems(str(data), header="import Bar\n")[0].header == "import Bar\n"
