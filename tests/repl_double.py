@@ -64,7 +64,9 @@ ignores), as ``double:NAME`` or ``double:NAME=ARG``; several may be combined:
     defines=NAME      (in the header) the environment also holds constant NAME (standard axioms), e.g.
                       ``Nat.t`` to make ``#print axioms t`` ambiguous under ``open Nat``
 
-A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``, and so do the tactics
+As Lean does, a theorem also depends on ``sorryAx`` when its text names it, on ``Lean.ofReduceBool``
+when it uses ``native_decide`` or ``decide +native``, and on an ``axiom`` the same command declares
+and uses. A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``, and so do the tactics
 Lean turns into one: ``stop`` (core: ``repeat sorry``), ``slim_check`` and ``plausible`` (Mathlib:
 they admit the goal when they find no counterexample).
 
@@ -232,6 +234,7 @@ class Double:
             sorries.append({"goal": "\n".join(goals), "proofState": self.new_state(node) if node else None,
                             "pos": {"line": 1, "column": 0}, "endPos": {"line": 1, "column": 5}})
             axioms.append("sorryAx")
+        axioms += implied_axioms(code)
         theorems = dict(base)
         if theorem:
             theorems[theorem] = axioms
@@ -296,6 +299,17 @@ class VersionShape:
             else:
                 out["proofStatus"] = "Completed"
         return out
+
+
+def implied_axioms(code: str) -> list[str]:
+    """The axioms Lean finds in a declaration from what its text uses (see the module docstring)."""
+    found = ["sorryAx"] if re.search(r"\bsorryAx\b", code) else []
+    if re.search(r"\bnative_decide\b|\bdecide\s*\+native\b", code):
+        found.append("Lean.ofReduceBool")
+    for name in re.findall(r"\baxiom\s+(\S+)", code):
+        if len(re.findall(rf"(?<![\w.]){re.escape(name)}(?![\w])", code)) > 1:  # declared and used
+            found.append(name)
+    return found
 
 
 def lean_name_key(name: str) -> tuple:

@@ -61,7 +61,8 @@ class LeanRepl:
     """One REPL process as the verifier starts its workers (same launch, sandbox and rlimits: the
     tactics come from the model), driven synchronously through a private event loop thread."""
 
-    def __init__(self, config: VerifierConfig, name: str = "tactic-repl"):
+    def __init__(self, config: VerifierConfig, name: str = "tactic-repl",
+                 record: Callable[[dict[str, Any], bytes], None] | None = None):
         from prover.verifier.lean_project import repl_launch
         from prover.verifier.repl import ReplProcess
 
@@ -74,7 +75,8 @@ class LeanRepl:
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
         self._repl = ReplProcess(argv, env=env, sandbox=kind, limits=sandbox.limits_from_config(config),
-                                 scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name)
+                                 scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name,
+                                 record=record)
         try:
             self._run(self._repl.start())
         except BaseException:
