@@ -235,7 +235,7 @@ def _native_flag(tokens: list[Token], k: int) -> bool:
     return (k > 0 and tokens[k - 1].text == "+") or after == ":="
 
 
-def _check_tokens(tokens: list[Token], allow_native: bool, text: str = "") -> None:
+def _check_tokens(tokens: list[Token], allow_native: bool, text: str) -> None:
     for k, tok in enumerate(tokens):
         if tok.kind != "ident":
             continue
