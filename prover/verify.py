@@ -37,13 +37,18 @@ def make_parser() -> argparse.ArgumentParser:
         prog="python -m prover.verify", description=__doc__.split("\n\n")[0],
         epilog="Any VerifierConfig field can be set as --field value:\n" + help_text(VerifierConfig),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, help="JSONL file: one {statement, proof[, name, header]} per line")
+    parser.add_argument("input", type=Path, nargs="?", help="JSONL file: one {statement, proof[, name, header]} per line")
     parser.add_argument("--out", type=Path, help="JSONL file for the verdicts (default: standard output); resumes if it exists")
     parser.add_argument("--workers", type=int, help="REPL workers (default: CPU count - 1)")
     parser.add_argument("--timeout", type=float, help="wall seconds per proof")
     parser.add_argument("--static-only", action="store_true", help="run only the static screen (no Lean needed)")
     parser.add_argument("--messages", action="store_true", help="include Lean's messages in the output")
     parser.add_argument("--config", help="YAML file with VerifierConfig fields")
+    parser.add_argument("--selftest", nargs="?", const="selftest", metavar="OUT_DIR",
+                        help="check the Lean setup instead of a file: honest proofs, known cheats and tactic steps "
+                             "through the real REPL; its answers are written to OUT_DIR (default ./selftest)")
+    parser.add_argument("--golden", type=Path, help="with --selftest: also replay the REPL's recorded conversations "
+                                                    "under this folder (e.g. ../shared/golden/repl/v4.9.0)")
     return parser
 
 
@@ -180,6 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(VerifierConfig, overrides)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.selftest:
+        from prover.verifier.selftest import run_selftest
+
+        try:
+            return run_selftest(config, Path(args.selftest), args.golden)
+        except VerifierError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.input is None:
+        print("error: give an input file, or --selftest", file=sys.stderr)
         return 2
     if not args.input.is_file():
         print(f"error: input file {args.input} does not exist", file=sys.stderr)

@@ -2,8 +2,24 @@
 """A stand-in for the Lean REPL (leanprover-community/repl) that speaks its protocol exactly and acts
 out Lean's outcomes and the faults of a real process, as directed by the text it is sent.
 
-Run: ``python tests/repl_double.py [--sorry-quote apostrophe|backtick] [--cost S] [--start-delay S]
-[--graph FILE] [--tag TAG]`` (``--tag`` is ignored; it marks the process so tests can find it).
+Run: ``python tests/repl_double.py [--version v4.9.0|main] [--sorry-quote apostrophe|backtick] [--cost S]
+[--start-delay S] [--graph FILE] [--tag TAG]`` (``--tag`` is ignored; it marks the process so tests can
+find it).
+
+``--version`` picks the shape of the REPL it acts (class ``VersionShape``), checked against the REPL's
+own recorded conversations in ../shared/golden/repl (tests/test_golden.py):
+
+* ``v4.9.0`` (the default: the pinned REPL, tag v4.9.0 = commit d920817, and DeepSeek-Prover-V1.5's
+  fork of 7df77c0): tactic answers carry no ``proofStatus`` (``proof_step.expected.out``); a failing
+  tactic answers a NEW proof state with ``goals: []`` and the error (``invalid_tactic``); the
+  ``sorry`` tactic answers ``goals: []`` and a ``sorries`` entry (``tactic_mode_sorry``); the sorry
+  warning reads ``declaration uses 'sorry'``.
+* ``main`` (main at 8948401, Lean v4.33.0-rc2): the same plus ``proofStatus`` (REPL PR #63, from
+  v4.19.0): "Completed", "Incomplete: open goals remain", "Incomplete: contains sorry" (also after a
+  failing tactic, ``invalid_tactic``), "Incomplete: contains metavariable(s)"
+  (``app_type_mismatch``); the sorry warning reads ``declaration uses `sorry` ``.
+
+``--sorry-quote`` still overrides the quoting of the sorry warning alone.
 
 Protocol (as the real REPL): a request is JSON text ended by a blank line (lines are trimmed and
 joined); an answer is pretty-printed JSON followed by a blank line; malformed JSON prints
@@ -13,9 +29,13 @@ joined); an answer is pretty-printed JSON followed by a blank line; malformed JS
 * ``{"cmd": text, "env": n}``: runs ``text`` on env n; answers ``{"env": m, "messages"?, "sorries"?}``;
   an unknown n answers ``{"message": "Unknown environment."}``. A ``theorem``/``lemma`` in the text
   is recorded in env m with the axioms it depends on.
-* ``{"cmd": "#print axioms NAME", "env": n}``: an info message
-  ``'NAME' depends on axioms: [propext, Classical.choice, Quot.sound]`` (or ``does not depend on any
-  axioms``); an unknown NAME gives an error message.
+* ``{"cmd": "#print axioms NAME", "env": n}``: as Lean's ``printAxiomsOf`` (src/Lean/Elab/Print.lean,
+  worded the same at v4.9.0 and on main), one info message per constant NAME resolves to:
+  ``'NAME' depends on axioms: [propext, Classical.choice, Quot.sound]`` (Lean's order: fewer name
+  components first; wrapped past 120 columns, each further axiom on its own line indented by one
+  space) or ``'NAME' does not depend on any axioms``. Under the header's ``open`` lines, ``N.NAME``
+  for an opened ``N`` comes before ``NAME``; ``_root_.NAME`` resolves to ``NAME`` alone. An unknown
+  NAME gives an error message.
 * ``{"tactic": t, "proofState": k}``: tactic mode over a state graph (below).
 
 Directives, written anywhere in a command (usually inside a comment, which the verifier's screen
@@ -41,8 +61,14 @@ ignores), as ``double:NAME`` or ``double:NAME=ARG``; several may be combined:
     once=PATH         apply the fault directives above only if PATH does not exist, creating it
                       (a transient fault: the retry on a fresh worker succeeds)
     header_error      (in the header) the header does not compile
+    defines=NAME      (in the header) the environment also holds constant NAME (standard axioms), e.g.
+                      ``Nat.t`` to make ``#print axioms t`` ambiguous under ``open Nat``
 
-A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``.
+As Lean does, a theorem also depends on ``sorryAx`` when its text names it, on ``Lean.ofReduceBool``
+when it uses ``native_decide`` or ``decide +native``, and on an ``axiom`` the same command declares
+and uses. A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``, and so do the tactics
+Lean turns into one: ``stop`` (core: ``repeat sorry``), ``slim_check`` and ``plausible`` (Mathlib:
+they admit the goal when they find no counterexample).
 
 State graph (tactic mode), a JSON file given by --graph or $REPL_DOUBLE_GRAPH:
 
@@ -52,10 +78,12 @@ State graph (tactic mode), a JSON file given by --graph or $REPL_DOUBLE_GRAPH:
 
 A command declaring theorem ``t`` with ``sorry`` answers a `sorries` entry whose ``proofState`` is a
 fresh number standing for state "root". ``{"tactic": "rfl", "proofState": k}`` answers
-``{"proofState": k2, "goals": [...], "proofStatus": "Completed"}`` when the goals are empty, else
-``"Incomplete: open goals remain"``; an ``{"error": msg}`` edge answers an error message and no
-new state; a tactic missing from the graph answers ``{"message": "Lean error:\\n<input>:1:1: unknown tactic"}``;
-an unknown k answers ``{"message": "Unknown proof state."}``.
+``{"proofState": k2, "goals": [...]}`` (plus ``proofStatus`` as ``--version`` says); an
+``{"error": msg}`` edge answers a new state with ``goals: []`` and the error; an ``{"mvars": true}``
+edge answers ``goals: []`` with metavariables left (a later command-mode check of the script fails);
+the tactic ``sorry`` answers ``goals: []`` and a ``sorries`` entry; a tactic missing from the graph
+answers ``{"message": "Lean error:\\n<input>:1:1: unknown tactic"}``; an unknown k answers
+``{"message": "Unknown proof state."}``.
 """
 
 from __future__ import annotations
@@ -73,6 +101,8 @@ import time
 DIRECTIVE = re.compile(r"double:([a-z_]+)(?:=(\S+))?")
 DECL = re.compile(r"\b(?:theorem|lemma)\s+(\S+)")
 PRINT_AXIOMS = re.compile(r"^\s*#print\s+axioms\s+(\S+)\s*$")
+SORRY_TACTIC = re.compile(r"(?:^|=>|\bby\b|;|·)[ \t]*(?:stop|slim_check|plausible)(?![\w.])", re.M)  # as a tactic
+OPEN_LINE = re.compile(r"^\s*open\s+([^\n]+)", re.M)
 COMMENT = re.compile(r"--[^\n]*|/-.*?-/", re.S)
 FAULTS = {"slow", "hang", "exit", "sigkill", "oom", "garbage", "unknown_env", "error", "sorry", "silent_sorry",
           "axiom", "huge"}
@@ -89,7 +119,10 @@ class Double:
             with open(path) as f:
                 self.graph = json.load(f)
         self.proof_states: dict[int, str] = {}
-        self.quote = "`" if args.sorry_quote == "backtick" else "'"
+        self.shape = VersionShape(args.version)
+        quote = args.sorry_quote or self.shape.sorry_quote
+        self.quote = "`" if quote == "backtick" else "'"
+        self.opened: list[str] = []  # namespaces the header opens
 
     # -- helpers
     def new_env(self, theorems: dict[str, list[str]]) -> int:
@@ -118,7 +151,9 @@ class Double:
         if "env" not in req:
             time.sleep(self.args.start_delay)
             messages = [self.message("error", "unknown package 'Mathlib'")] if "header_error" in names else []
-            return self.answer(self.new_env({}), messages)
+            self.opened = [ns for line in OPEN_LINE.findall(COMMENT.sub(" ", text)) for ns in line.split()]
+            defined = {arg: list(STANDARD_AXIOMS) for d, arg in directives if d == "defines"}
+            return self.answer(self.new_env(defined), messages)
         if req["env"] not in self.envs or "unknown_env" in names:
             return {"message": "Unknown environment."}
         base = self.envs[req["env"]]
@@ -192,40 +227,44 @@ class Double:
             axioms.append("sorryAx")  # Lean adds a failed declaration with sorryAx
         decl = DECL.search(code)
         theorem = decl.group(1) if decl else None
-        if "sorry" in names or re.search(r"\bsorry\b", code):
+        if "sorry" in names or re.search(r"\bsorry\b", code) or SORRY_TACTIC.search(code):
             messages.append(self.message("warning", f"declaration uses {self.quote}sorry{self.quote}"))
             node = self.graph["theorems"].get(theorem)
             goals = self.graph["states"][node]["goals"] if node else ["⊢ False"]
             sorries.append({"goal": "\n".join(goals), "proofState": self.new_state(node) if node else None,
                             "pos": {"line": 1, "column": 0}, "endPos": {"line": 1, "column": 5}})
             axioms.append("sorryAx")
+        axioms += implied_axioms(code)
         theorems = dict(base)
         if theorem:
             theorems[theorem] = axioms
         return self.answer(self.new_env(theorems), messages, sorries)
 
     def print_axioms(self, name: str, theorems: dict) -> dict:
-        if name not in theorems:
+        found = resolve_constant(name, theorems, self.opened)
+        if not found:
             return self.answer(self.new_env(theorems), [self.message("error", f"unknown constant '{name}'")])
-        axioms = theorems[name]
-        q = self.quote
-        data = (f"{q}{name}{q} depends on axioms: [{', '.join(axioms)}]" if axioms
-                else f"{q}{name}{q} does not depend on any axioms")
-        return self.answer(self.new_env(theorems), [self.message("info", data)])
+        messages = [self.message("info", axioms_line(c, theorems[c])) for c in found]
+        return self.answer(self.new_env(theorems), messages)
 
     def tactic(self, req: dict) -> dict:
         k = req.get("proofState")
         if k not in self.proof_states:
             return {"message": "Unknown proof state."}
         node = self.graph["states"][self.proof_states[k]]
-        edge = node.get("tactics", {}).get(req["tactic"].strip())
+        tactic = req["tactic"].strip()
+        if re.search(r"\bsorry\b", tactic):
+            sorry = {"proofState": self.new_state(self.proof_states[k]), "goal": "\n\n".join(node["goals"])}
+            return self.shape.tactic_answer(self.new_state(self.proof_states[k]), [], sorries=[sorry])
+        edge = node.get("tactics", {}).get(tactic)
         if edge is None:
             return {"message": "Lean error:\n<input>:1:1: unknown tactic"}
-        if isinstance(edge, dict):
-            return {"proofState": k, "goals": node["goals"], "messages": [self.message("error", edge["error"])]}
-        goals = self.graph["states"][edge]["goals"]
-        status = "Completed" if not goals else "Incomplete: open goals remain"
-        return {"proofState": self.new_state(edge), "goals": goals, "proofStatus": status}
+        if isinstance(edge, dict) and "error" in edge:
+            return self.shape.tactic_answer(self.new_state(self.proof_states[k]), [],
+                                            errors=[self.message("error", edge["error"])])
+        if isinstance(edge, dict):  # {"mvars": true}: no goals shown, but the proof term is unfinished
+            return self.shape.tactic_answer(self.new_state(self.proof_states[k]), [], mvars=True)
+        return self.shape.tactic_answer(self.new_state(edge), self.graph["states"][edge]["goals"])
 
     @staticmethod
     def answer(env: int, messages=(), sorries=()) -> dict:
@@ -235,6 +274,68 @@ class Double:
         if sorries:
             out["sorries"] = list(sorries)
         return out
+
+
+class VersionShape:
+    """How the REPL version being acted shapes its answers (see the module docstring for the recordings)."""
+
+    def __init__(self, version: str):
+        self.version = version
+        self.sorry_quote = "apostrophe" if version == "v4.9.0" else "backtick"
+
+    def tactic_answer(self, state: int, goals: list[str], errors=(), sorries=(), mvars: bool = False) -> dict:
+        out: dict = {"proofState": state, "goals": list(goals)}
+        if errors:
+            out["messages"] = list(errors)
+        if sorries:
+            out["sorries"] = list(sorries)
+        if self.version == "main":  # proofStatus: REPL PR #63, first tagged v4.19.0
+            if sorries or errors:  # a failing tactic's error recovery leaves a sorry (invalid_tactic)
+                out["proofStatus"] = "Incomplete: contains sorry"
+            elif goals:
+                out["proofStatus"] = "Incomplete: open goals remain"
+            elif mvars:
+                out["proofStatus"] = "Incomplete: contains metavariable(s)"
+            else:
+                out["proofStatus"] = "Completed"
+        return out
+
+
+def implied_axioms(code: str) -> list[str]:
+    """The axioms Lean finds in a declaration from what its text uses (see the module docstring)."""
+    found = ["sorryAx"] if re.search(r"\bsorryAx\b", code) else []
+    if re.search(r"\bnative_decide\b|\bdecide\s*\+native\b", code):
+        found.append("Lean.ofReduceBool")
+    for name in re.findall(r"\baxiom\s+(\S+)", code):
+        if len(re.findall(rf"(?<![\w.]){re.escape(name)}(?![\w])", code)) > 1:  # declared and used
+            found.append(name)
+    return found
+
+
+def lean_name_key(name: str) -> tuple:
+    """Lean's ``Name.lt``, which ``#print axioms`` sorts by: fewer components first, then by component."""
+    parts = name.split(".")
+    return len(parts), parts
+
+
+def axioms_line(name: str, axioms: list[str], width: int = 120) -> str:
+    """``#print axioms`` for one constant, as Lean words and wraps it (``format.width`` 120)."""
+    if not axioms:
+        return f"'{name}' does not depend on any axioms"
+    ordered = sorted(set(axioms), key=lean_name_key)
+    head = f"'{name}' depends on axioms: "
+    flat = f"{head}[{', '.join(ordered)}]"
+    return flat if len(flat) <= width else head + "[" + ",\n ".join(ordered) + "]"
+
+
+def resolve_constant(name: str, theorems: dict, opened: list[str]) -> list[str]:
+    """The constants ``name`` resolves to, in the order Lean prints them: ``N.name`` for each opened
+    namespace ``N`` before ``name`` itself; ``_root_.name`` is ``name`` alone."""
+    if name.startswith("_root_."):
+        candidates = [name.removeprefix("_root_.")]
+    else:
+        candidates = [f"{ns}.{name}" for ns in opened] + [name]
+    return [c for c in candidates if c in theorems]
 
 
 def read_request(stream) -> str | None:
@@ -251,7 +352,8 @@ def read_request(stream) -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sorry-quote", choices=["apostrophe", "backtick"], default="apostrophe")
+    parser.add_argument("--version", choices=["v4.9.0", "main"], default="v4.9.0", help="REPL version whose answers to act")
+    parser.add_argument("--sorry-quote", choices=["apostrophe", "backtick"], help="default: as --version")
     parser.add_argument("--cost", type=float, default=0.0, help="seconds slept per proof command")
     parser.add_argument("--start-delay", type=float, default=0.0, help="seconds slept on the header")
     parser.add_argument("--graph", help="state graph for tactic mode (JSON)")

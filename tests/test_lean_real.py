@@ -1,4 +1,5 @@
-"""Against real Lean + Mathlib + the REPL ($PROVER_LEAN_PROJECT, built by scripts/setup_lean.sh).
+"""Against real Lean + Mathlib + the REPL ($PROVER_LEAN_PROJECT, built by scripts/setup_lean.sh; the
+self-test, `python -m prover.verify --selftest`, runs a longer battery and writes the REPL's answers).
 
 The pool's layers end to end on miniF2F, and each Lean-side layer on its own through a raw REPL (the
 static screen would otherwise stop these cheats before Lean sees them).
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from prover.verifier import DEFAULT_HEADER, LeanPool, ProofRequest, Status, VerifierConfig
-from prover.verifier.judge import judge_axioms, judge_command
+from prover.verifier.judge import axioms_command, judge_axioms, judge_command, theorem_name
 from prover.verifier.lean_project import repl_launch
 from prover.verifier.repl import ReplProcess
 from prover.verifier.sandbox import resolve_sandbox
@@ -65,24 +66,34 @@ def test_lean_side_layers_catch_what_the_screen_would(statement):
             header = await repl.request({"cmd": DEFAULT_HEADER}, 600)
             env0 = header["env"]
 
-            async def check(text, name):
-                answer = await repl.request({"cmd": text, "env": env0}, 300)
+            async def check(text, env=env0):
+                answer = await repl.request({"cmd": text, "env": env}, 300)
                 verdict = judge_command(answer)
                 if verdict is None:
-                    axioms = await repl.request({"cmd": f"#print axioms {name}", "env": answer["env"]}, 60)
-                    verdict = judge_axioms(axioms, ALLOW)
+                    name = theorem_name(text)
+                    axioms = await repl.request({"cmd": axioms_command(name), "env": answer["env"]}, 60)
+                    verdict = judge_axioms(axioms, ALLOW, name)
                 return verdict
 
-            sorry = await check(statement + "  sorry", "mathd_algebra_478")
-            axiom = await check("axiom cheat_ax : False\ntheorem uses_ax : (1 : ℕ) = 2 := cheat_ax.elim", "uses_ax")
-            native = await check("theorem by_native : 2 ^ 10 = 1024 := by native_decide", "by_native")
-            honest = await check("theorem by_kernel : 2 ^ 10 = 1024 := by decide", "by_kernel")
-            return sorry, axiom, native, honest
+            sorry = await check(statement + "  sorry")
+            axiom = await check("axiom cheat_ax : False\ntheorem uses_ax : (1 : ℕ) = 2 := cheat_ax.elim")
+            native = await check("theorem by_native : 2 ^ 10 = 1024 := by native_decide")
+            honest = await check("theorem by_kernel : 2 ^ 10 = 1024 := by decide")
+            # what the screen leaves to Lean: `stop` after `=>`; slim_check admits when it finds no counterexample
+            stop = await check("theorem by_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n  cases h with\n"
+                               "  | inl hp => stop\n  | inr hq => exact Or.inl hq")
+            slim = await check("theorem by_slim (n : ℕ) : n + 0 = n := by slim_check")
+            # a clean `Nat.twin` under the header's `open Nat` must not stand in for `twin`'s sorryAx
+            decoy = await repl.request({"cmd": "theorem Nat.twin : (1 : ℕ) = 1 := rfl", "env": env0}, 300)
+            twin = await check("theorem twin : (1 : ℕ) = 1 := by exact sorryAx _ false", decoy["env"])
+            return sorry, axiom, native, honest, stop, slim, twin
         finally:
             await repl.close()
 
-    sorry, axiom, native, honest = asyncio.run(go())
+    sorry, axiom, native, honest, stop, slim, twin = asyncio.run(go())
     assert sorry.status is Status.REJECTED and sorry.check == "sorry"
     assert axiom.status is Status.REJECTED and "cheat_ax" in axiom.reason
     assert native.status is Status.REJECTED and "ofReduceBool" in native.reason
     assert honest.status is Status.PROVED
+    for verdict in (stop, slim, twin):
+        assert verdict.status is Status.REJECTED, verdict

@@ -70,7 +70,8 @@ def test_double_reads_multiline_requests_and_dies_on_bad_json():
     assert out.returncode == 1 and "Could not parse JSON" in out.stderr
 
 
-def test_double_tactic_mode_follows_the_graph(tmp_path):
+@pytest.mark.parametrize("version", ["v4.9.0", "main"])
+def test_double_tactic_mode_follows_the_graph(tmp_path, version):
     graph = {"theorems": {"t": "root"},
              "states": {"root": {"goals": ["x : ℕ\n⊢ x + 0 = x"], "tactics": {"simp": "done", "omega": "mid",
                                                                              "ring": {"error": "ring failed"}}},
@@ -85,11 +86,15 @@ def test_double_tactic_mode_follows_the_graph(tmp_path):
         req({"tactic": "ring", "proofState": 0}),
         req({"tactic": "blah", "proofState": 0}),
         req({"tactic": "simp", "proofState": 99}),
-    ], "--graph", str(tmp_path / "g.json"))
+    ], "--graph", str(tmp_path / "g.json"), "--version", version)
     sorry = answers[1]["sorries"][0]
     assert sorry["proofState"] == 0 and sorry["goal"] == "x : ℕ\n⊢ x + 0 = x"
-    assert answers[2] == {"proofState": 1, "goals": ["⊢ True"], "proofStatus": "Incomplete: open goals remain"}
-    assert answers[3] == {"proofState": 2, "goals": [], "proofStatus": "Completed"}
+    # proofStatus exists from REPL v4.19.0 on (golden/repl/{v4.9.0,main}/proof_step.expected.out)
+    status = (lambda s: {"proofStatus": s}) if version == "main" else (lambda s: {})
+    assert answers[2] == {"proofState": 1, "goals": ["⊢ True"], **status("Incomplete: open goals remain")}
+    assert answers[3] == {"proofState": 2, "goals": [], **status("Completed")}
+    # a failing tactic answers a NEW state with no goals and the error (golden/repl/*/invalid_tactic)
+    assert answers[4]["proofState"] == 3 and answers[4]["goals"] == []
     assert answers[4]["messages"][0]["severity"] == "error"
     assert answers[5]["message"].startswith("Lean error:")
     assert answers[6] == {"message": "Unknown proof state."}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prover.verifier.judge import theorem_name
-from prover.verifier.screen import screen, tokenize
+from prover.verifier.screen import screen, screen_result, tokenize
 from prover.verifier.split import layout, split_header
 
 # (proof, a word the rejection reason must contain)
@@ -68,6 +68,20 @@ CHEATS = [
     ("  simp\ninitialize pure ()", "initialize"),
     ("  simp\nvariable (x : Nat)", "variable"),
     ("  simp\nuniverse u", "universe"),
+    # Known gaps, closed (issue 14): each stopped by the screen; Lean's sorry checks (stop, slim_check,
+    # plausible: they leave sorryAx) and the axiom check (bv_decide: Lean.ofReduceBool) back it up.
+    ("  exact _root_.Lean.Elab.Term.elabTerm", "meta"),
+    ("  run_tac _root_.Lean.Elab.Tactic.evalTactic default", "run_tac"),
+    ("  exact (_root_.IO.println 1)", "meta"),
+    ("  intro x\n  stop\n  simp", "stop"),
+    ("  constructor <;> stop", "stop"),
+    ("  constructor\n  · stop", "stop"),
+    ("  cases h with\n  | inl h => simp\n  | inr h =>\n    stop", "stop"),
+    ("  slim_check", "slim_check"),
+    ("  plausible", "plausible"),
+    ("  bv_decide", "bv_decide"),
+    ("  bv_check \"proof.lrat\"", "bv_check"),
+    ("  decide (config := {native := true})", "native"),
 ]
 
 HONEST = [
@@ -117,6 +131,13 @@ HONEST = [
     "  conv => lhs; rw [mul_comm]",
     "  exact (h.1).trans h.2",
     "  nlinarith [pow_pos hx 2, pow_pos hx 3]  -- ends with a comment and no newline",
+    # Known wrongful refusals, fixed (issue 14): `scoped` after `open`, variables named stop / native.
+    "  open scoped BigOperators in\n  simp [Finset.sum_range_succ]",
+    "  open scoped Real in\n  nlinarith [Real.pi_gt_three]",
+    "  intro stop hstop\n  exact hstop",
+    "  obtain ⟨native, h⟩ := hx\n  exact h",
+    "  have h := fun (stop : ℕ) => stop + 1\n  simp [h]",
+    "  exact foo.stop",
 ]
 
 
@@ -136,6 +157,15 @@ def test_native_is_allowed_only_when_configured():
     assert screen("  native_decide") is not None
     assert screen("  native_decide", allow_native=True) is None
     assert screen("  decide +native", allow_native=True) is None
+    assert screen("  bv_decide", allow_native=True) is None
+
+
+def test_rejections_name_their_rule():
+    assert screen_result("  native_decide").rule == "native"
+    assert screen_result("  simp\n\ntheorem extra : True := trivial").rule == "command"
+    assert screen_result("  stop").rule == "sorry"
+    assert screen_result("  exact _root_.Lean.Expr.bvar 0").rule == "meta"
+    assert screen_result("  simp") is None
 
 
 def test_tables_are_large_enough():
@@ -150,8 +180,9 @@ def test_tokenizer_follows_lean_identifiers():
 
 
 def test_theorem_name_from_trusted_statement():
-    assert theorem_name("/-- doc: theorem fake -/\ntheorem mathd_algebra_478 (b : ℝ) : b = b := by\n") == "mathd_algebra_478"
-    assert theorem_name("-- lemma no\nlemma «odd name» : True := by") == "«odd name»"
+    # anchored at the root: `#print axioms` must not also resolve `Nat.mathd_algebra_478` under `open Nat`
+    assert theorem_name("/-- doc: theorem fake -/\ntheorem mathd_algebra_478 (b : ℝ) : b = b := by\n") == "_root_.mathd_algebra_478"
+    assert theorem_name("-- lemma no\nlemma «odd name» : True := by") == "_root_.«odd name»"
     assert theorem_name("example : True := by") is None
 
 

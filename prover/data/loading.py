@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from prover.data.problem import Problem
+from prover.verifier.config import DEFAULT_HEADER, HEADERS
 
 logger = logging.getLogger(__name__)
 
-# The header the shared files are checked under (DeepSeek-Prover-V1.5 convention; see
-# ../shared/data/README.md). DeepSeek's own minif2f.jsonl carries a header column with
-# maxHeartbeats 0 instead; a file's header column wins over this default.
-DEEPSEEK_HEADER = (
-    "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
-)
+# The header the shared files are checked under: DeepSeek-Prover-V1.5's, `set_option maxHeartbeats 0`
+# as in its prompt and checked file (../shared/data/README.md; the header of the default pin
+# profile, prover/verifier/config.py). A file's header column wins over this default; `header=` may
+# also name one of HEADERS ("deepseek-v1.5", "v4.15.0", or "bounded" for maxHeartbeats 400000).
+DEEPSEEK_HEADER = DEFAULT_HEADER
 
 # Named sets: file names inside the data directory.
 NAMED_SETS: dict[str, str] = {
@@ -170,6 +170,7 @@ def _rows_to_problems(ds: Any, source: str, columns: ColumnMap | Mapping[str, st
         return [_text(v) for v in data[col]] if col else [default] * len(ds)
 
     names, statements, informals, splits = (values(c) for c in (cols.name, cols.statement, cols.informal, cols.split))
+    header = HEADERS.get(header, header) if header is not None else None  # a name, or the header itself
     headers = [header] * len(ds) if header is not None else values(cols.header, DEEPSEEK_HEADER)
     problems = []
     for row in range(len(ds)):
@@ -233,7 +234,8 @@ def load_problems(
 
     ``columns``: a layout name (``shared``, ``deepseek``), a ``{field: column}`` mapping, or None to
     detect. ``split``: keep rows whose split column equals it (hub ids: the dataset split, default
-    ``train``). ``header``: overrides the file's header. ``exclude`` names problems or exclude lists
+    ``train``). ``header``: overrides the file's header; a name in ``HEADERS`` (``deepseek-v1.5``,
+    ``v4.15.0``, ``bounded``) stands for that header. ``exclude`` names problems or exclude lists
     (``minif2f-defective``); ``limit`` keeps the first N after exclusion.
     """
     resolved = resolve_source(source, data_dir)

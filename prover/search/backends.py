@@ -20,6 +20,7 @@ from prover.search.engine import SearchError, StatementError
 from prover.verifier import sandbox
 from prover.verifier.config import VerifierConfig
 from prover.verifier.errors import LeanSetupError, ReplError, ReplTimeout
+from prover.verifier.judge import judge_command
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class LeanRepl:
     """One REPL process as the verifier starts its workers (same launch, sandbox and rlimits: the
     tactics come from the model), driven synchronously through a private event loop thread."""
 
-    def __init__(self, config: VerifierConfig, name: str = "tactic-repl"):
+    def __init__(self, config: VerifierConfig, name: str = "tactic-repl",
+                 record: Callable[[dict[str, Any], bytes], None] | None = None):
         from prover.verifier.lean_project import repl_launch
         from prover.verifier.repl import ReplProcess
 
@@ -72,7 +74,8 @@ class LeanRepl:
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
         self._repl = ReplProcess(argv, env=env, sandbox=kind, limits=sandbox.limits_from_config(config),
-                                 scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name)
+                                 scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name,
+                                 record=record)
         try:
             self._run(self._repl.start())
         except BaseException:
@@ -112,11 +115,44 @@ def _errors(response: dict[str, Any]) -> list[str]:
     ]
 
 
+def tactic_outcome(response: dict[str, Any]) -> TacticOutcome | None:
+    """What the REPL's answer to a tactic says; None when it shows no goals but does not say whether
+    the proof is complete.
+
+    Read from the REPL's recorded answers (../shared/golden/repl): a failing tactic answers a new
+    state with ``goals: []`` plus the error (``invalid_tactic``); a ``sorry`` shows as a non-empty
+    ``sorries`` (``tactic_mode_sorry``); ``proofStatus`` exists from REPL v4.19.0 on (PR #63) and only
+    "Completed" means complete ("Incomplete: contains metavariable(s)" also shows no goals,
+    ``name_generator``). Before v4.19.0 nothing tells a finished proof from one with metavariables
+    left, so None asks the caller to check the whole script.
+    """
+    if "proofState" not in response:  # {"message": "Lean error: ..."}: the tactic did not parse or run
+        return TacticOutcome("error", error=str(response.get("message", response)).removeprefix("Lean error:\n"))
+    if errors := _errors(response):
+        return TacticOutcome("error", error=errors[0].split(": ", 1)[-1])
+    if response.get("sorries"):
+        return TacticOutcome("given_up")
+    goals = response.get("goals") or []
+    status = response.get("proofStatus")
+    if goals and (status is None or status.startswith("Incomplete: open goals")):
+        return TacticOutcome("state", ProofState("\n\n".join(goals), None))
+    if status is None:
+        return None
+    if status == "Completed" and not goals:
+        return TacticOutcome("finished")
+    if "sorry" in status:
+        return TacticOutcome("given_up")
+    return TacticOutcome("error", error=status)  # "Error: kernel type check failed", metavariables left
+
+
 class ReplBackend(ProofStateBackend):
     """The REPL's tactic mode: the theorem stated with ``sorry`` gives the first proof state.
 
     A tactic that hangs or crashes Lean costs the process and every state in it; the REPL is
-    restarted and a state of the dead process is rebuilt by replaying its tactics.
+    restarted and a state of the dead process is rebuilt by replaying its tactics. A tactic that
+    leaves no goals counts as finishing the proof only when the REPL says "Completed"; a REPL too old
+    to say (before v4.19.0, the pinned v4.9.0 included) has the whole tactic script checked in
+    command mode first (``tactic_outcome``).
     """
 
     def __init__(self, start_process: Callable[[], Any], timeout: float = 60.0, start_timeout: float = 600.0,
@@ -199,25 +235,35 @@ class ReplBackend(ProofStateBackend):
         handle: _ReplHandle = state.handle
         try:
             response = self._request({"tactic": tactic, "proofState": self._live(handle)}, self.timeout)
+            outcome = tactic_outcome(response)
+            if outcome is None:  # no goals, and a REPL that does not say whether the proof is complete
+                outcome = self._check_script(handle.root, handle.tactics + (tactic,))
         except ReplError as exc:  # a hung or crashed Lean costs the process, not the search
             logger.warning("tactic %r: %s; the REPL will be restarted", tactic, exc)
             return TacticOutcome("error", error="timeout" if isinstance(exc, ReplTimeout) else f"Lean failed: {exc.reason}")
-        if "proofState" not in response:  # {"message": "Lean error: ..."}: the tactic did not parse or run
-            return TacticOutcome("error", error=str(response.get("message", response)).removeprefix("Lean error:\n"))
-        if errors := _errors(response):
-            return TacticOutcome("error", error=errors[0].split(": ", 1)[-1])
-        status = response.get("proofStatus") or ""
-        goals = response.get("goals") or []
-        if status.startswith("Error"):
-            return TacticOutcome("error", error=status)
-        if goals:
+        if outcome.kind == "state":
             child = _ReplHandle(self._generation, response["proofState"], handle.root, handle.tactics + (tactic,))
-            return TacticOutcome("state", ProofState("\n\n".join(goals), child))
-        if "sorry" in status:
+            return TacticOutcome("state", ProofState(outcome.state.goals, child))
+        return outcome
+
+    def _check_script(self, root: tuple[str, str], tactics: tuple[str, ...]) -> TacticOutcome:
+        """Finished only when the statement with these tactics as its proof checks in command mode with
+        no error and no sorry (the verifier still checks the proof, axioms included, afterwards)."""
+        from prover.search.best_first import join_tactics  # best_first imports this module
+
+        header, statement = root
+        request: dict[str, Any] = {"cmd": statement + join_tactics(statement, tactics)}
+        if header.strip():
+            request["env"] = self._envs[header]
+        response = self._request(request, self.timeout)
+        if "env" not in response:
+            return TacticOutcome("error", error=f"the REPL could not check the tactics: {response.get('message', response)}")
+        verdict = judge_command(response)
+        if verdict is None:
+            return TacticOutcome("finished")
+        if verdict.check == "sorry":
             return TacticOutcome("given_up")
-        if status.startswith("Incomplete"):  # no goals, yet metavariables left
-            return TacticOutcome("error", error=status)
-        return TacticOutcome("finished")
+        return TacticOutcome("error", error=f"no goals shown, but the proof does not check: {verdict.reason}")
 
     def close(self) -> None:
         if self._repl is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 # Enough Lean-flavoured text for a byte-level BPE to learn a few hundred merges.
 _CORPUS = [
-    "Complete the following Lean 4 code:\n\n```lean4\nimport Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n",
+    "Complete the following Lean 4 code:\n\n```lean4\nimport Mathlib\nimport Aesop\n\nset_option maxHeartbeats 0\n\nopen BigOperators Real Nat Topology Rat\n\n",
     "theorem mathd_algebra_478 (b h v : ℝ) (h₀ : 0 < b ∧ 0 < h ∧ 0 < v) (h₁ : v = 1 / 3 * (b * h)) : v = 65 := by\n",
     "  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b), mul_pos h₀ h₁]\n```",
     "  norm_num [h₀, h₁] at *\n  linarith\n```",

@@ -14,8 +14,12 @@ MAX_MESSAGE_CHARS = 4000  # a message longer than this keeps its head only
 
 # "declaration uses 'sorry'" before Lean v4.28, "declaration uses `sorry`" from v4.28 on.
 SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
-_DEPENDS = re.compile(r"depends on axioms:\s*\[(.*?)\]", re.S)
-_NO_AXIOMS = "does not depend on any axioms"
+# One line of `#print axioms` (Lean's printAxiomsOf, src/Lean/Elab/Print.lean, worded the same at
+# v4.9.0 and on main): the constant's name in apostrophes, then its sorted axioms, wrapped past 120
+# columns ("[propext,\n Classical.choice,\n Quot.sound]"), or "does not depend on any axioms".
+_AXIOMS_LINE = re.compile(r"'(?P<name>.+)' (?:depends on axioms:\s*\[(?P<axioms>[^\]]*)\]"
+                          r"|(?P<none>does not depend on any axioms))", re.S)
+ROOT = "_root_."
 _DECL = re.compile(r"(?:^|[\s\]])(?:theorem|lemma)\s+(«[^»]+»|[^\s:({\[⦃]+)")
 _COMMENT_TOKEN = re.compile(r"--|/-|-/")
 
@@ -44,9 +48,27 @@ def strip_comments(text: str) -> str:
 
 
 def theorem_name(statement: str) -> str | None:
-    """The name declared by the trusted statement (``theorem foo ...``); None when there is none."""
+    """The name declared by the trusted statement, anchored at the root namespace (``_root_.foo``);
+    None when the statement declares none.
+
+    ``#print axioms foo`` prints one line for every constant ``foo`` resolves to, and under the
+    default ``open ... Nat ...`` that includes ``Nat.foo`` when it exists (listed first); asking for
+    ``_root_.foo`` names the theorem alone.
+    """
     m = _DECL.search(strip_comments(statement))
-    return m.group(1) if m else None
+    if not m:
+        return None
+    return m.group(1) if m.group(1).startswith(ROOT) else ROOT + m.group(1)
+
+
+def axioms_command(name: str) -> str:
+    """The request text that lists the axioms of the theorem ``name`` (as ``theorem_name`` gives it)."""
+    return f"#print axioms {name}"
+
+
+def _plain(name: str) -> str:
+    """A name as ``#print axioms`` quotes it: no ``_root_.`` prefix, no guillemets."""
+    return name.removeprefix(ROOT).replace("«", "").replace("»", "")
 
 
 def clean_messages(messages: Any, layout: Layout | None = None) -> list[dict[str, Any]]:
@@ -95,28 +117,46 @@ def judge_command(response: dict[str, Any], layout: Layout | None = None) -> Ver
     return None
 
 
-def parse_axioms(response: dict[str, Any]) -> list[str] | None:
-    """The axioms listed by a ``#print axioms`` answer; None when the answer holds no such list."""
+def axiom_lines(response: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
+    """Every ``#print axioms`` line of an answer as (constant, axioms); None when the answer holds an error."""
+    lines = []
     for m in response.get("messages") or []:
-        data = str(m.get("data", "")) if isinstance(m, dict) else ""
+        if not isinstance(m, dict):
+            continue
         if m.get("severity") == "error":
             return None
-        found = _DEPENDS.search(data)
-        if found:
-            names = [n.strip().strip("`'").removeprefix("«").removesuffix("»") for n in found.group(1).split(",")]
-            return [n for n in names if n]
-        if _NO_AXIOMS in data:
-            return []
-    return None
+        for found in _AXIOMS_LINE.finditer(str(m.get("data", ""))):
+            names = [] if found.group("none") else [_plain(n.strip()) for n in found.group("axioms").split(",")]
+            lines.append((_plain(found.group("name")), [n for n in names if n]))
+    return lines
 
 
-def judge_axioms(response: dict[str, Any], allowlist: set[str]) -> Verdict:
-    """Layer 3: proved only when ``#print axioms`` lists nothing outside ``allowlist``."""
-    axioms = parse_axioms(response)
+def parse_axioms(response: dict[str, Any], theorem: str | None = None) -> list[str] | None:
+    """The axioms ``#print axioms`` lists for ``theorem``: the union of every line that names it (every
+    line, when no name is given); None when the answer holds an error or no such line."""
+    lines = axiom_lines(response)
+    if lines is None:
+        return None
+    if theorem is not None:
+        lines = [(name, axioms) for name, axioms in lines if name == _plain(theorem)]
+    if not lines:
+        return None
+    return list(dict.fromkeys(a for _, axioms in lines for a in axioms))  # in Lean's order, once each
+
+
+def judge_axioms(response: dict[str, Any], allowlist: set[str], theorem: str | None = None) -> Verdict:
+    """Layer 3: proved only when ``#print axioms`` lists nothing outside ``allowlist`` for the theorem.
+
+    Every line is read. With ``theorem``, the lines that name it count and an answer without one is a
+    rejection; without it (the request named ``_root_.NAME``, which resolves to one constant), every
+    line counts, so a line about another constant can only make the verdict stricter.
+    """
+    axioms = parse_axioms(response, theorem)
     if axioms is None:
         detail = _first_line(" | ".join(str(m.get("data", "")) for m in response.get("messages") or []
                                         if isinstance(m, dict))) or "no answer"
-        return Verdict(Status.REJECTED, f"axioms: could not read the theorem's axioms ({detail})", "axioms")
+        target = f"`{_plain(theorem)}`" if theorem else "the theorem"
+        return Verdict(Status.REJECTED, f"axioms: no `#print axioms` line for {target} ({detail})", "axioms")
     extra = sorted(set(axioms) - allowlist)
     if extra:
         what = "uses sorry (sorryAx)" if "sorryAx" in extra else "depends on axioms outside the allowlist"

@@ -5,6 +5,12 @@ The REPL needs the search path that ``lake env`` computes (LEAN_PATH and friends
 racing with other workers on ``.lake``; so the environment is resolved once per project and kept in
 ``.lake/prover-env.json`` (refreshed when ``lake-manifest.json`` or ``lean-toolchain`` changes), and
 workers start the REPL binary directly.
+
+``lake env`` before lean4 PR #7822 (2025-04; Lean v4.9.0 and v4.15.0 included) prints *relative*
+search paths (``./.lake/packages/mathlib/.lake/build/lib``, lean4 issue #4042). Workers run in their
+own scratch directory, where those paths lead nowhere and ``import Mathlib`` fails with "unknown
+module prefix 'Mathlib'"; so every path is made absolute against the project root before it is
+cached, and the cache format is versioned so that a cache written with relative paths is not reused.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ SETUP_HINT = ("build it with `bash scripts/setup_lean.sh` (installs elan, fetche
               "or `--lean_project /path/to/repo`")
 _KEEP = ("LEAN", "LAKE", "ELAN")  # prefixes of the variables lake env sets
 _KEEP_EXACT = ("PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH")
+# Variables holding a list of directories, and variables holding one, that lake env may print relative.
+_PATH_LISTS = ("LEAN_PATH", "LEAN_SRC_PATH", "PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH")
+_PATH_SINGLE = ("LEAN_SYSROOT", "LAKE_HOME", "ELAN_HOME", "LAKE_CACHE_DIR")
+# Part of the cache key: version 1 caches kept lake env's relative paths as printed.
+ENV_CACHE_FORMAT = 2
 
 
 def find_lean_project(config: VerifierConfig) -> Path:
@@ -53,22 +64,42 @@ def find_repl(config: VerifierConfig, project: Path) -> Path:
 
 
 def _fingerprint(project: Path) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"prover-env format {ENV_CACHE_FORMAT}\0".encode())
     for name in ("lake-manifest.json", "lean-toolchain"):
         f = project / name
         h.update(f.read_bytes() if f.is_file() else b"-")
     return h.hexdigest()
 
 
+def absolute_env(env: dict[str, str], root: Path) -> dict[str, str]:
+    """``env`` with every relative directory in its path variables made absolute against ``root``."""
+    def absolute(entry: str) -> str:
+        return entry if not entry or os.path.isabs(entry) else os.path.normpath(root / entry)
+
+    out = dict(env)
+    for key in _PATH_LISTS:
+        if key in out:
+            out[key] = os.pathsep.join(absolute(e) for e in out[key].split(os.pathsep))
+    for key in _PATH_SINGLE:
+        if key in out:
+            out[key] = absolute(out[key])
+    return out
+
+
+def _all_absolute(env: dict[str, str]) -> bool:
+    return all(os.path.isabs(e) for key in _PATH_LISTS if key in env for e in env[key].split(os.pathsep) if e)
+
+
 def lean_env(project: Path) -> dict[str, str]:
-    """The variables ``lake env`` sets in ``project`` (LEAN_PATH, LEAN_SYSROOT, PATH, ...), cached on disk."""
+    """The variables ``lake env`` sets in ``project`` (LEAN_PATH, LEAN_SYSROOT, PATH, ...) with absolute
+    paths, cached on disk."""
     cache = project / ENV_CACHE
     fingerprint = _fingerprint(project)
     try:
         data = json.loads(cache.read_text())
-        if data.get("fingerprint") == fingerprint:
+        if data.get("fingerprint") == fingerprint and _all_absolute(data["env"]):
             return data["env"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     lake = shutil.which("lake") or str(Path("~/.elan/bin/lake").expanduser())
     if not Path(lake).is_file():
@@ -87,6 +118,7 @@ def lean_env(project: Path) -> dict[str, str]:
             env[key] = value
     if "LEAN_PATH" not in env:
         raise LeanSetupError(f"`lake env` in {project} set no LEAN_PATH; {SETUP_HINT}")
+    env = absolute_env(env, project)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     try:  # atomic: several pools may resolve at once
         cache.parent.mkdir(parents=True, exist_ok=True)

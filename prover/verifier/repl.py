@@ -19,6 +19,7 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from prover.verifier import sandbox as sandbox_mod
@@ -67,7 +68,8 @@ class ReplProcess:
 
     def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, sandbox: str = "none",
                  limits: dict[str, int] | None = None, scratch_root: str | None = None,
-                 max_response_bytes: int = 64 << 20, name: str = "repl"):
+                 max_response_bytes: int = 64 << 20, name: str = "repl",
+                 record: Callable[[dict[str, Any], bytes], None] | None = None):
         self.argv = list(argv)
         self.extra_env = dict(env or {})
         self.sandbox = sandbox
@@ -80,6 +82,7 @@ class ReplProcess:
         self.oom = False  # set by a memory watchdog before it kills the process
         self._tree: list[int] = []
         self._stderr_path: Path | None = None
+        self.record = record  # called with each request and the raw answer (the self-test's golden files)
 
     @property
     def pid(self) -> int | None:
@@ -150,6 +153,8 @@ class ReplProcess:
         while True:
             raw = await self.proc.stdout.readuntil(b"\n\n")
             if raw.strip():
+                if self.record is not None:
+                    self.record(payload, raw)
                 return raw
 
     async def _reap(self) -> int | None:

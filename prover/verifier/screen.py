@@ -40,10 +40,20 @@ builtin_dsimproc builtin_simproc_decl grind_pattern init_quot sudo
 """.split())
 
 # Names that close a goal without a proof.
-SORRY_NAMES = frozenset({"sorry", "admit", "sorryAx", "stop"})
+SORRY_NAMES = frozenset({"sorry", "admit", "sorryAx"})
+# `stop` discards the rest of a proof (Lean core: `repeat sorry`); it is only a tactic at the start of
+# one, elsewhere it may be a variable. Lean's sorry warning and the axiom check catch it too.
+STOP = "stop"
+# Tactics that close the goal with `sorry` when they find no counterexample (Mathlib's `slim_check`,
+# renamed `plausible`): they never prove anything, and Lean's sorry checks would reject them anyway.
+ADMITTING_TACTICS = frozenset({"slim_check", "plausible"})
 # Names that make Lean trust compiled code instead of the kernel (allowed with allow_native).
-NATIVE_NAMES = frozenset({"native_decide", "native", "ofReduceBool", "ofReduceNat", "reduceBool", "reduceNat",
-                          "trustCompiler"})
+# `bv_decide` / `bv_check` check their SAT certificate with `Lean.ofReduceBool` (Lean >= v4.12), so
+# they belong here; the axiom check rejects them as well.
+NATIVE_NAMES = frozenset({"native_decide", "ofReduceBool", "ofReduceNat", "reduceBool", "reduceNat",
+                          "trustCompiler", "bv_decide", "bv_decide?", "bv_check"})
+# `native` is the config flag of `decide +native` / `decide (config := {native := true})`; elsewhere a name.
+NATIVE_FLAG = "native"
 # Attributes and constants that swap the kernel's view of a definition for foreign code.
 FOREIGN_NAMES = frozenset({"implemented_by", "extern", "csimp", "export"})
 # Search tactics that may close a goal with a hidden sorry (apply? in Lean 4.9).
@@ -95,12 +105,17 @@ class Token:
 
 
 class ScreenReject(Exception):
-    """Raised inside the tokeniser; carries the reason and where."""
+    """Raised inside the tokeniser; carries the reason, where, and the rule (see ``RULES``)."""
 
-    def __init__(self, reason: str, pos: int):
+    def __init__(self, reason: str, pos: int, rule: str = "lexical"):
         super().__init__(reason)
         self.reason = reason
         self.pos = pos
+        self.rule = rule
+
+
+# The rule each rejection comes from (scripts/screen_real_proofs.py counts rejections per rule).
+RULES = ("sorry", "admitting", "command", "set_option", "foreign", "search", "native", "meta", "lexical", "invisible")
 
 
 def normalize_name(part: str) -> str:
@@ -175,9 +190,9 @@ def _tokenize_into(text: str, tokens: list[Token]) -> None:
                 raise ScreenReject("character literal", i)
         elif c == "#" and i + 1 < n and _ID_FIRST_RE.match(text[i + 1]):
             m = _IDENT.match(text, i + 1)
-            raise ScreenReject(f"command `#{m.group() if m else text[i + 1]}`", i)
+            raise ScreenReject(f"command `#{m.group() if m else text[i + 1]}`", i, "command")
         elif text.startswith("@[", i):
-            raise ScreenReject("attribute `@[...]`", i)
+            raise ScreenReject("attribute `@[...]`", i, "command")
         elif not c.isascii() and unicodedata.category(c) in _FOREIGN_LETTER and c not in "λΠΣ":
             raise ScreenReject(f"letter {c!r} that Lean does not read as part of a name (a look-alike?)", i)
         else:
@@ -202,24 +217,50 @@ def _option_allowed(name: str) -> bool:
     return name in ALLOWED_OPTIONS or name.startswith(ALLOWED_OPTION_PREFIXES)
 
 
-def _check_tokens(tokens: list[Token], allow_native: bool) -> None:
+def _starts_tactic(tokens: list[Token], k: int, text: str) -> bool:
+    """Whether token ``k`` stands where a tactic starts: first on its line, or after ``by``, ``;``,
+    ``<;>``, ``|`` or a ``·`` bullet. After ``=>`` it may be a tactic (``| inl h => stop``) or a term
+    (``fun stop => stop``): left to Lean, whose sorry warning and axiom check reject the tactic."""
+    if k == 0 or "\n" in text[tokens[k - 1].pos:tokens[k].pos]:
+        return True
+    prev = tokens[k - 1].text
+    if prev in ("by", ";", "|", "·", "•"):
+        return True
+    return prev == ">" and k >= 2 and tokens[k - 2].text == ";"
+
+
+def _native_flag(tokens: list[Token], k: int) -> bool:
+    """``+native`` or ``native :=`` (a config field), not a variable named ``native``."""
+    after = "".join(t.text for t in tokens[k + 1:k + 3])
+    return (k > 0 and tokens[k - 1].text == "+") or after == ":="
+
+
+def _check_tokens(tokens: list[Token], allow_native: bool, text: str) -> None:
     for k, tok in enumerate(tokens):
         if tok.kind != "ident":
             continue
         parts, whole = tok.parts, ".".join(tok.parts)
-        if len(parts) == 1 and whole in COMMAND_KEYWORDS:
-            raise ScreenReject(f"new command or declaration (`{tok.text}`)", tok.pos)
+        if len(parts) == 1 and whole in COMMAND_KEYWORDS and not (whole == "scoped" and k and tokens[k - 1].parts == ("open",)):
+            raise ScreenReject(f"new command or declaration (`{tok.text}`)", tok.pos, "command")
         for part in parts:
             if part in SORRY_NAMES:
-                raise ScreenReject(f"uses `{part}`", tok.pos)
+                raise ScreenReject(f"uses `{part}`", tok.pos, "sorry")
+            if part in ADMITTING_TACTICS:
+                raise ScreenReject(f"uses `{part}` (closes the goal with sorry when it finds no counterexample)",
+                                   tok.pos, "admitting")
             if part in FOREIGN_NAMES or part.startswith("unsafe"):
-                raise ScreenReject(f"uses `{part}` (foreign or unsafe code)", tok.pos)
+                raise ScreenReject(f"uses `{part}` (foreign or unsafe code)", tok.pos, "foreign")
             if part in SEARCH_TACTICS:
-                raise ScreenReject(f"uses `{part}` (can close goals with a hidden sorry)", tok.pos)
+                raise ScreenReject(f"uses `{part}` (can close goals with a hidden sorry)", tok.pos, "search")
             if part in NATIVE_NAMES and not allow_native:
-                raise ScreenReject(f"uses `{part}` (trusts the compiler; set allow_native to accept)", tok.pos)
-        if parts[0] in META_ROOTS:
-            raise ScreenReject(f"meta-programming or I/O (`{tok.text}`)", tok.pos)
+                raise ScreenReject(f"uses `{part}` (trusts the compiler; set allow_native to accept)", tok.pos, "native")
+        if whole == STOP and _starts_tactic(tokens, k, text):
+            raise ScreenReject("uses `stop` (discards the rest of the proof with sorry)", tok.pos, "sorry")
+        if whole == NATIVE_FLAG and not allow_native and _native_flag(tokens, k):
+            raise ScreenReject("uses `native` (trusts the compiler; set allow_native to accept)", tok.pos, "native")
+        rooted = parts[1:] if parts[0] == "_root_" and len(parts) > 1 else parts  # `_root_.Lean.Elab...`
+        if rooted[0] in META_ROOTS:
+            raise ScreenReject(f"meta-programming or I/O (`{tok.text}`)", tok.pos, "meta")
         if whole == "set_option":
             _check_set_option(tokens, k)
         elif whole == "open":
@@ -230,12 +271,13 @@ def _check_set_option(tokens: list[Token], k: int) -> None:
     """Only the tactic form ``set_option <allowed name> <value> in`` may appear."""
     pos = tokens[k].pos
     if k + 1 >= len(tokens) or tokens[k + 1].kind != "ident":
-        raise ScreenReject("malformed `set_option`", pos)
+        raise ScreenReject("malformed `set_option`", pos, "set_option")
     name = ".".join(tokens[k + 1].parts)
     if not _option_allowed(name):
-        raise ScreenReject(f"`set_option {name}` (only {sorted(ALLOWED_OPTIONS)} and pp.*/linter.* may be set)", pos)
+        raise ScreenReject(f"`set_option {name}` (only {sorted(ALLOWED_OPTIONS)} and pp.*/linter.* may be set)", pos,
+                           "set_option")
     if k + 3 >= len(tokens) or tokens[k + 3].parts != ("in",):
-        raise ScreenReject(f"`set_option {name}` without `in` is a new command", pos)
+        raise ScreenReject(f"`set_option {name}` without `in` is a new command", pos, "command")
 
 
 def _check_open(tokens: list[Token], k: int) -> None:
@@ -245,22 +287,38 @@ def _check_open(tokens: list[Token], k: int) -> None:
             return
         if tok.kind != "ident" and tok.text not in "()→":
             break
-    raise ScreenReject("`open` without `in` is a new command", tokens[k].pos)
+    raise ScreenReject("`open` without `in` is a new command", tokens[k].pos, "command")
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Why the screen refused a proof."""
+
+    rule: str  # one of RULES
+    reason: str  # with the proof line
+    pos: int  # offset in the proof
+
+
+def screen_result(proof: str, *, allow_native: bool = False) -> ScreenResult | None:
+    """None when ``proof`` passes, else the rule and the reason it is rejected."""
+    m = _INVISIBLE.search(proof)
+    if m:
+        reason = f"invisible or control character U+{ord(m.group()):04X}"
+        return ScreenResult("invisible", _where(proof, m.start(), reason), m.start())
+    tokens, lexical = tokenize(proof)
+    try:
+        _check_tokens(tokens, allow_native, proof)
+    except ScreenReject as exc:
+        return ScreenResult(exc.rule, _where(proof, exc.pos, exc.reason), exc.pos)
+    if lexical is not None:
+        return ScreenResult(lexical.rule, _where(proof, lexical.pos, lexical.reason), lexical.pos)
+    return None
 
 
 def screen(proof: str, *, allow_native: bool = False) -> str | None:
     """None when ``proof`` passes, else the reason it is rejected (with its line)."""
-    m = _INVISIBLE.search(proof)
-    if m:
-        return _where(proof, m.start(), f"invisible or control character U+{ord(m.group()):04X}")
-    tokens, lexical = tokenize(proof)
-    try:
-        _check_tokens(tokens, allow_native)
-    except ScreenReject as exc:
-        return _where(proof, exc.pos, exc.reason)
-    if lexical is not None:
-        return _where(proof, lexical.pos, lexical.reason)
-    return None
+    result = screen_result(proof, allow_native=allow_native)
+    return result.reason if result else None
 
 
 def _where(text: str, pos: int, reason: str) -> str:
