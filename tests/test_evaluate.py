@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -258,8 +259,9 @@ def test_cli_samples_with_the_tasks_stop_strings(tmp_path, exact_registry, tiny_
     (["--samples", "4", "--k", "1,8"], "k must lie in 1..samples=4"),
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--task.name", "nope"], "unknown task 'nope'"),
-    (["--samplez", "4"], "unknown key(s) ['samplez']"),
-    (["--model", "/nonexistent/model"], "is neither a local directory nor loadable"),
+    (["--samplez", "4"], "unknown option --samplez (did you mean --samples or --sampler?)"),
+    (["--model", "/nonexistent/model"], "error: model directory /nonexistent/model does not exist\n"),
+    (["--model", "someone/no-such-model"], "'someone/no-such-model' is neither a local directory nor loadable"),
 ])
 def test_bad_input_fails_before_sampling(tmp_path, tiny_model_dir, exact_registry, monkeypatch, capsys, extra, message):
     def no_sampler(config):
@@ -271,6 +273,18 @@ def test_bad_input_fails_before_sampling(tmp_path, tiny_model_dir, exact_registr
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_training_run_directory_as_model_points_to_its_final_model(tmp_path, tiny_model_dir, capsys):
+    """``--model runs/default-job`` said only "no config.json"; the trained model is in final/."""
+    run = tmp_path / "default-job"
+    shutil.copytree(tiny_model_dir, run / "checkpoint-200")
+    assert main(["--model", str(run), "--task.name", "synthetic", "--dataset", "test"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"its latest checkpoint is --model {run / 'checkpoint-200'}")
+    shutil.copytree(tiny_model_dir, run / "final")
+    assert main(["--model", str(run), "--task.name", "synthetic", "--dataset", "test"]) == 2
+    assert capsys.readouterr().err == (f"error: {run} has no config.json, so it is not a Hugging Face model; "
+                                       f"it is a training run: its trained model is --model {run / 'final'}\n")
 
 
 def test_a_lean_project_that_is_not_set_up_fails_before_sampling(tmp_path, tiny_model_dir, shared_data_dir,
