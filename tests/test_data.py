@@ -17,6 +17,7 @@ SHARED_SETS = {
     "minif2f-valid": ("minif2f_valid.parquet", 244, "amc12a_2019_p21", "valid"),
     "lean-workbook": ("lean_workbook_goedel_28k.parquet", 28271, "lean_workbook_43783", "lean_workbook"),
     "lean-workbook-holdout": ("lean_workbook_goedel_holdout_800.parquet", 800, "lean_workbook_plus_66978", "lean_workbook"),
+    "mff-lwb-unseen-200": ("mff_lwb_unseen_200.parquet", 200, "amc12a_2008_p4", "valid"),  # the paper's validation set
 }
 
 
@@ -101,6 +102,32 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
     assert (p.name, p.extra["source"]) == ("hub_theorem", "hub:someone/lean-set")
 
 
+def test_unknown_set_name_fails_at_once_naming_the_sets(monkeypatch):
+    """``minif2f-tset`` spent ~25 s on hub retries (datasets, offline) and never listed the named sets."""
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("a name that is no hub id went to the hub"))
+    with pytest.raises(DataError) as err:
+        load_problems("minif2f-tset")
+    assert str(err.value) == (
+        "unknown dataset 'minif2f-tset': did you mean minif2f-test? named sets: minif2f-test, minif2f-valid, "
+        "lean-workbook, lean-workbook-holdout, mff-lwb-unseen-200; or a parquet/jsonl/json file, a directory of them, "
+        "or a hub id (owner/name)")
+    with pytest.raises(DataError, match=r"^unknown dataset 'zzz': named sets: "):  # nothing close: no guess
+        load_problems("zzz")
+
+
+def test_the_release_file_names_work_as_the_named_sets(tmp_path, shared_data_dir):
+    """A data directory downloaded from the paper's release names the files its own way."""
+    shutil.copy(shared_data_dir / "mff_lwb_unseen_200.parquet", tmp_path / "mff-lwb-unseen-200.parquet")
+    shutil.copy(shared_data_dir / "minif2f_valid.parquet", tmp_path / "minif2f_train.parquet")
+    assert len(load_problems("mff-lwb-unseen-200", data_dir=tmp_path)) == 200
+    assert {p.split for p in load_problems("minif2f-valid", data_dir=tmp_path)} == {"valid"}
+    with pytest.raises(DataError, match=r"lean_workbook_goedel_28k.parquet does not exist, nor the release's "
+                                        r"mff-lwb-goedel-28k.parquet .*github.com/AndreHe02/rewarding-unlikely-release"):
+        load_problems("lean-workbook", data_dir=tmp_path)
+
+
 # --- validation: every error names the file and the row --------------------------------------
 
 @pytest.mark.parametrize("rows, message", [
@@ -166,7 +193,7 @@ def test_data_dir_from_env_and_errors(tmp_path, monkeypatch):
 def test_no_data_dir_says_where_to_get_the_files(monkeypatch, tmp_path):
     monkeypatch.delenv("PROVER_DATA_DIR", raising=False)
     monkeypatch.setattr(loading, "__file__", str(tmp_path / "a" / "b" / "c" / "loading.py"))
-    with pytest.raises(DataError, match="set PROVER_DATA_DIR .*Rewarding the Unlikely"):
+    with pytest.raises(DataError, match="set PROVER_DATA_DIR .*Rewarding the Unlikely.*github.com/AndreHe02/rewarding-unlikely-release"):
         load_problems("minif2f-test")
 
 

@@ -259,6 +259,7 @@ def test_cli_samples_with_the_tasks_stop_strings(tmp_path, exact_registry, tiny_
     (["--samples", "4", "--k", "1,8"], "k must lie in 1..samples=4"),
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--task.name", "nope"], "unknown task 'nope'"),
+    (["--task.name", "lean", "--dataset", "minif2f-tset"], "did you mean minif2f-test? named sets: minif2f-test, "),
     (["--samplez", "4"], "unknown option --samplez (did you mean --samples or --sampler?)"),
     (["--model", "/nonexistent/model"], "error: model directory /nonexistent/model does not exist\n"),
     (["--model", "someone/no-such-model"], "'someone/no-such-model' is neither a local directory nor loadable"),
@@ -268,6 +269,7 @@ def test_bad_input_fails_before_sampling(tmp_path, tiny_model_dir, exact_registr
         raise AssertionError("the sampler must not be built for bad input")
 
     monkeypatch.setattr("prover.sampling.make_sampler", no_sampler)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("went to the hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     argv = ["--model", str(tiny_model_dir), "--task.name", "exact", "--run_dir", str(tmp_path / "r"), *extra]
     assert main(argv) == 2
@@ -364,3 +366,29 @@ def test_compare_restricts_runs_to_their_common_problems(tmp_path):
     assert {k: iv.mean for k, iv in shown["full"].pass_at_k.items()} == {k: iv.mean for k, iv in expected.pass_at_k.items()}
     assert shown["full"].statuses == {} and shown["full"].mean_tokens is None  # not recomputable: blanked
     assert on_common_problems({"full": full, "again": full})[1] is None
+
+
+EVAL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "eval").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", EVAL_RECIPES, ids=lambda p: p.name)
+def test_eval_recipes_load_and_name_sets_that_exist(recipe, shared_data_dir):
+    from prover.config import load_config
+    from prover.data.loading import NAMED_SETS, resolve_source
+    from prover.eval.config import DEFAULT_TASK, EvalConfig
+
+    config = load_config(EvalConfig, ["--config", str(recipe)], defaults={"task": {"name": DEFAULT_TASK}})
+    assert config.k[-1] == config.samples
+    if config.task.name == "lean":
+        assert config.dataset in NAMED_SETS and resolve_source(config.dataset, shared_data_dir).is_file()
+
+
+def test_the_papers_validation_set_has_a_recipe_to_n_512():
+    """The paper reports pass@N up to 512 on mff-lwb-unseen-200; its recipe samples as the release does."""
+    from prover.config import load_config
+    from prover.eval.config import EvalConfig
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/eval/mff_lwb_unseen_200_deepseek_v15.yaml"
+    config = load_config(EvalConfig, ["--config", str(recipe)])
+    assert (config.dataset, config.samples, config.k[-1]) == ("mff-lwb-unseen-200", 512, 512)
+    assert (config.temperature, config.top_p, config.max_tokens) == (1.0, 1.0, 1024)
