@@ -12,6 +12,7 @@ from prover.data.problem import Problem
 from prover.eval import runner
 from prover.eval.records import RESULTS_FILE, read_records
 from prover.eval.runner import EvalError, evaluate, problem_seed
+from prover.eval.config import EvalConfig
 from prover.eval.summary import Summary
 from prover.evaluate import main
 from prover.sampling.base import Completion, Sampler, SamplingParams
@@ -392,3 +393,20 @@ def test_the_papers_validation_set_has_a_recipe_to_n_512():
     config = load_config(EvalConfig, ["--config", str(recipe)])
     assert (config.dataset, config.samples, config.k[-1]) == ("mff-lwb-unseen-200", 512, 512)
     assert (config.temperature, config.top_p, config.max_tokens) == (1.0, 1.0, 1024)
+
+
+def test_each_trained_model_gets_its_own_default_run_dir(tmp_path, tiny_model_dir, exact_registry, monkeypatch,
+                                                         capsys):
+    """Two trained models, both called final/: the second used to be refused ("holds a run with other
+    settings") because the default directory was named after the last path part only."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("prover.sampling.make_sampler", lambda config: ListSampler(["a"]))
+    for run in ("grpo", "unlikely"):
+        shutil.copytree(tiny_model_dir, tmp_path / "runs" / run / "final")
+        argv = ["--model", f"runs/{run}/final", "--task.name", "exact", "--samples", "2", "--plot", "false",
+                "--progress", "false", "--bootstrap", "10"]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs" / "eval").iterdir()) == [
+        "runs--grpo--final_exact_n2_s0", "runs--unlikely--final_exact_n2_s0"]
+    hub = EvalConfig(model="deepseek-ai/DeepSeek-Prover-V1.5-RL", dataset="minif2f-test", samples=256)
+    assert hub.resolved_run_dir() == Path("runs/eval/deepseek-ai--DeepSeek-Prover-V1.5-RL_minif2f-test_n256_s0")
