@@ -23,12 +23,12 @@ LINES = [
 
 
 def write_input(path: Path) -> Path:
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in LINES) + "\n")
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in LINES) + "\n")
     return path
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(l) for l in path.read_text().splitlines()]
+    return [json.loads(text) for text in path.read_text().splitlines()]
 
 
 def test_verdicts_in_order_with_bad_lines_named(tmp_path, capsys):
