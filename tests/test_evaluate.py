@@ -10,9 +10,9 @@ import pytest
 
 from prover.data.problem import Problem
 from prover.eval import runner
+from prover.eval.config import EvalConfig
 from prover.eval.records import RESULTS_FILE, read_records
 from prover.eval.runner import EvalError, evaluate, problem_seed
-from prover.eval.config import EvalConfig
 from prover.eval.summary import Summary
 from prover.evaluate import main
 from prover.sampling.base import Completion, Sampler, SamplingParams
