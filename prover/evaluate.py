@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.logging import RichHandler
 
+from prover import model_check
 from prover.config import ConfigError, help_text, load_config, to_dict
 from prover.eval.config import DEFAULT_TASK, EvalConfig
 from prover.eval.records import RecordsError
@@ -60,17 +61,10 @@ def check_model(model: str | None) -> None:
     """A model that cannot be found fails here, not after the problems and the verifier are set up."""
     if not model:
         raise SetupError("no model: pass --model PATH_OR_HUB_ID (or sampler.model in the config)")
-    path = Path(model).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise SetupError(f"model directory {path} has no config.json: not a Hugging Face model")
-        return
-    from transformers import AutoConfig
-
-    try:  # a hub id: fetches (or finds in the cache) config.json only
-        AutoConfig.from_pretrained(model)
-    except OSError as exc:
-        raise SetupError(f"model {model!r} is neither a local directory nor loadable from the hub: {exc}") from None
+    try:
+        model_check.check_model(model)
+    except model_check.ModelNotFound as exc:
+        raise SetupError(str(exc)) from None
 
 
 def run(config: EvalConfig) -> tuple[Summary, Path]:

@@ -105,7 +105,9 @@ def make_parser():
 
     parser = argparse.ArgumentParser(
         prog="python -m prover.train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__, epilog="options (grpo.* are TRL's GRPOConfig fields plus ours):\n" + help_text(TrainConfig))
+        description=__doc__,
+        epilog="options (grpo.* are TRL's GRPOConfig fields plus ours; the defaults shown are the default job's,\n"
+               "a --config recipe replaces them):\n" + help_text(TrainConfig, defaults=default_job_settings()))
     parser.add_argument("--config", help="recipe YAML; --section.field value overrides it")
     return parser
 
@@ -215,13 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     # Without a recipe, the settings are the default job's; overrides still apply on top of them.
     default_job = not any(a == "--config" or a.startswith("--config=") for a in argv)
     defaults = default_job_settings() if default_job else {"grpo": machine_defaults()}
-    if default_job:
-        print("prover.train: no recipe given, running the default job (synthetic task on CPU, minutes)")
     try:
         config = load_config(TrainConfig, argv, defaults=defaults)
-    except ConfigError as exc:
+    except ConfigError as exc:  # before anything else is printed: a user error is this one line
         print(f"prover.train: {exc}", file=sys.stderr)
         return 2
+    if default_job:
+        print("prover.train: no recipe given, running the default job (synthetic task on CPU, minutes)")
     return run(config, default_job)
 
 

@@ -7,7 +7,9 @@ starts with its own imports is split into header and body. Each output line is t
 ``line``, ``status``, ``check``, ``reason``, ``time`` and ``cached`` (and Lean's ``messages`` with
 ``--messages``), in input order. A bad input line gets an output line with status ``error`` and
 check ``input`` naming the problem; the other lines still run. With ``--out``, verdicts are written as
-they come, so an interrupted run resumes: lines already in the output file are skipped.
+they come, so an interrupted run resumes: lines already in the output file are skipped. Each line
+records in ``checked_with`` the mode and the settings that decided it; a resume under other ones
+(``--static-only`` output, then a Lean run) is refused, naming the difference.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ logger = logging.getLogger("prover.verify")
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m prover.verify", description=__doc__.split("\n\n")[0],
-        epilog="Any VerifierConfig field can be set as --field value:\n" + help_text(VerifierConfig),
+        epilog="Any VerifierConfig field can be set as --field value:\n" + help_text(VerifierConfig, skip=("workers", "timeout")),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, nargs="?", help="JSONL file: one {statement, proof[, name, header]} per line")
     parser.add_argument("--out", type=Path, help="JSONL file for the verdicts (default: standard output); resumes if it exists")
     parser.add_argument("--workers", type=int, help="REPL workers (default: CPU count - 1)")
-    parser.add_argument("--timeout", type=float, help="wall seconds per proof")
+    parser.add_argument("--timeout", type=float, help="wall seconds per proof (default: 300)")
     parser.add_argument("--static-only", action="store_true", help="run only the static screen (no Lean needed)")
     parser.add_argument("--messages", action="store_true", help="include Lean's messages in the output")
     parser.add_argument("--config", help="YAML file with VerifierConfig fields")
@@ -96,34 +98,73 @@ def _input_error(line: int, reason: str, record: dict | None = None) -> dict:
             "time": 0.0, "cached": False}
 
 
-def done_lines(out: Path) -> set[int]:
-    """Lines already answered in ``out``; a torn last line (a crash mid-write) is dropped from the file."""
+class ResumeError(ValueError):
+    """The output file holds verdicts decided under another mode or other settings than this run's."""
+
+
+def checked_with(args: argparse.Namespace, config: VerifierConfig) -> dict[str, Any]:
+    """What decides a verdict line (and its fields): the mode, and in a Lean run the judge's settings.
+    Workers, backend and resource limits only change how fast the same verdicts come."""
+    if args.static_only:
+        return {"mode": "static-only", "allow_native": config.allow_native}
+    return {"mode": "lean", "timeout": config.timeout, "allow_native": config.allow_native,
+            "axiom_allowlist": sorted(config.axiom_allowlist),
+            "lean": config.repl_command or config.resolved_lean_project(), "messages": args.messages}
+
+
+def _difference(before: Any, now: dict[str, Any]) -> str:
+    if not isinstance(before, dict):
+        return "its lines do not say which mode and settings checked them (written before prover.verify recorded them)"
+    changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k)]
+    return "it was checked with other settings (" + "; ".join(changed) + ")"
+
+
+def answered_lines(out: Path, settings: dict[str, Any]) -> dict[int, str]:
+    """The complete lines of ``out`` by input line number; reads only. A line answered under other
+    settings raises ``ResumeError``: a screen-only ``passed_screen`` is not a Lean verdict, and a
+    resume that kept it would never check that proof with Lean."""
     if not out.exists():
-        return set()
-    done, keep = set(), []
+        return {}
+    answered = {}
     for text in out.read_text(encoding="utf-8").splitlines(keepends=True):
         try:
             record = json.loads(text)
         except ValueError:
             continue
         if text.endswith("\n") and isinstance(record, dict) and isinstance(record.get("line"), int):
-            done.add(record["line"])
-            keep.append(text)
-    out.write_text("".join(keep), encoding="utf-8")
-    return done
+            if record.get("checked_with") != settings:
+                raise ResumeError(f"{out} holds verdicts this run would not give: "
+                                  f"{_difference(record.get('checked_with'), settings)}; "
+                                  "write to another --out, or delete the file to check every line again")
+            answered[record["line"]] = text
+    return answered
+
+
+def done_lines(out: Path, settings: dict[str, Any]) -> set[int]:
+    """Lines already answered in ``out`` under ``settings`` (``ResumeError`` when under others, the
+    file untouched); a torn last line (a crash mid-write) is dropped from the file."""
+    if not out.exists():
+        return set()
+    answered = answered_lines(out, settings)
+    out.write_text("".join(answered.values()), encoding="utf-8")
+    return set(answered)
 
 
 class OrderedWriter:
     """Writes records in line order as they complete, flushing each one (a crash loses nothing written)."""
 
-    def __init__(self, stream: TextIO, lines: list[int]):
+    def __init__(self, stream: TextIO, lines: list[int], stamp: dict[str, Any] | None = None):
         self.stream = stream
+        self.stamp = stamp  # added to each record as checked_with (see done_lines)
         self.order = collections.deque(sorted(lines))
         self.ready: dict[int, dict] = {}
         self.counts: collections.Counter = collections.Counter()
         self.bad_input = 0
 
     def put(self, record: dict) -> None:
+        if self.stamp is not None:
+            record = {**record, "checked_with": self.stamp}
         self.ready[record["line"]] = record
         self.counts[record["status"]] += 1
         self.bad_input += record["check"] == "input"
@@ -142,10 +183,11 @@ def verdict_record(line: int, record: dict, verdict, with_messages: bool) -> dic
 
 def run(args: argparse.Namespace, config: VerifierConfig, stream: TextIO, progress: tqdm) -> OrderedWriter:
     good, bad = read_requests(args.input)
-    done = done_lines(args.out) if args.out else set()
+    settings = checked_with(args, config)
+    done = done_lines(args.out, settings) if args.out else set()
     good = [g for g in good if g[0] not in done]
     bad = [b for b in bad if b["line"] not in done]
-    writer = OrderedWriter(stream, [n for n, _, _ in good] + [b["line"] for b in bad])
+    writer = OrderedWriter(stream, [n for n, _, _ in good] + [b["line"] for b in bad], stamp=settings)
     progress.reset(total=len(good) + len(bad))
     for record in bad:
         writer.put(record)
@@ -200,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.input.is_file():
         print(f"error: input file {args.input} does not exist", file=sys.stderr)
         return 2
+    if args.out:
+        try:  # before the progress bar or the verifier start: a refused resume is one line
+            answered_lines(args.out, checked_with(args, config))
+        except ResumeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     start = time.monotonic()
     stream = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout
     try:

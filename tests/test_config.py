@@ -38,9 +38,16 @@ def test_defaults_yaml_and_cli_layer_in_order(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--modle", "x"], "unknown key(s) ['modle']"),  # a typo is an error, not silently ignored
-        (["--inner.wrokers", "3"], "config.inner: unknown key(s) ['wrokers']"),
+        (["--modle", "x"], "unknown option --modle (did you mean --model?)"),  # a typo is an error, not ignored
+        (["--inner.wrokers", "3"], "unknown option --inner.wrokers (did you mean --inner.workers?)"),
+        (["--workers", "3"], "unknown option --workers (did you mean --inner.workers?)"),  # right name, no section
+        (["--inner.zzz", "3"], "unknown option --inner.zzz; --help lists every option"),  # nothing close: no guess
         (["--inner.workers", "three"], "config.inner.workers"),
+        (["--inner.workers"], "--inner.workers needs a value (an integer)"),  # not "invalid literal ... 'true'"
+        (["--inner.timeout", "--seed", "3"], "--inner.timeout needs a value (a number)"),
+        (["--inner.backend"], "--inner.backend needs a value (one of local, ray)"),
+        (["--inner", "3"], "config.inner is a section, not a value"),
+        (["--config"], "--config needs a value"),
         (["--inner.backend", "slurm"], "expected one of ['local', 'ray']"),
         (["--sandbox", "maybe"], "expected true/false"),
         (["stray"], "unexpected argument 'stray'"),
@@ -54,9 +61,42 @@ def test_bad_input_names_the_field(argv, message):
 
 def test_unknown_yaml_key_names_the_file(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("inner:\n  nope: 1\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml\.inner: unknown key"):
+    cfg.write_text("inner:\n  nope: 1\n  timout: 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown keys inner.nope, inner.timout \(did you mean inner.timeout\?\)$"):
         load_config(Outer, ["--config", str(cfg)])
+    # the same mistake on the command line is named as the option the user typed, not as the file's
+    with pytest.raises(ConfigError, match=r"^unknown option --inner.timout \(did you mean --inner.timeout\?\)"):
+        load_config(Outer, ["--config", str(cfg), "--inner.timout", "2"])
+
+
+def test_typo_in_a_large_config_is_one_short_line(capsys):
+    """``prover.train --grpo.learning_rat 1e-5`` used to print "running the default job" and then the
+    ~230 keys of GRPOConfig; now it prints one line naming the likely option, and exits 2."""
+    from prover.train import main
+
+    assert main(["--grpo.learning_rat", "1e-5"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing before the error
+    assert err.strip() == ("prover.train: unknown option --grpo.learning_rat (did you mean --grpo.learning_rate?); "
+                           "--help lists every option")
+
+
+def test_flag_without_a_value_says_so(capsys):
+    from prover.train import main
+
+    assert main(["--grpo.learning_rate"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "prover.train: --grpo.learning_rate needs a value (a number): --grpo.learning_rate VALUE"
+    assert load_config(Outer, ["--sandbox"]).sandbox is True  # a bare flag still switches a boolean on
+
+
+def test_help_shows_the_default_jobs_values():
+    """``prover.train --help`` showed TRL's learning rate (1e-06); the default job trains with 2e-4."""
+    from prover.train import DEFAULT_JOB, make_parser
+
+    text = make_parser().format_help()
+    assert f"--grpo.learning_rate (default: {DEFAULT_JOB['grpo']['learning_rate']!r})" in text
+    assert "--grpo.output_dir (default: 'runs/default-job')" in text
 
 
 def test_bare_flag_and_none():

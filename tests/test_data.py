@@ -17,6 +17,7 @@ SHARED_SETS = {
     "minif2f-valid": ("minif2f_valid.parquet", 244, "amc12a_2019_p21", "valid"),
     "lean-workbook": ("lean_workbook_goedel_28k.parquet", 28271, "lean_workbook_43783", "lean_workbook"),
     "lean-workbook-holdout": ("lean_workbook_goedel_holdout_800.parquet", 800, "lean_workbook_plus_66978", "lean_workbook"),
+    "mff-lwb-unseen-200": ("mff_lwb_unseen_200.parquet", 200, "amc12a_2008_p4", "valid"),  # the paper's validation set
 }
 
 
@@ -38,12 +39,13 @@ def shared_row(name: str, statement: str = "theorem t : 1 = 1 := by\n", **extra)
 @pytest.mark.parametrize("set_name", sorted(SHARED_SETS))
 def test_named_sets_load_every_row(set_name, data_dir_env):
     file, rows, first, split = SHARED_SETS[set_name]
+    assert loading.resolve_source(set_name).name in (file, loading.RELEASE_FILES[set_name])
     problems = load_problems(set_name)
     assert len(problems) == rows
     p = problems[0]
     assert (p.name, p.split) == (first, split)
     assert p.header == DEEPSEEK_HEADER  # the shared files have no header column
-    assert p.extra == {"source": str(data_dir_env / file), "row": 0}
+    assert p.extra == {"source": str(loading.resolve_source(set_name)), "row": 0}  # ours or the release's name
     assert all(q.statement.rstrip().endswith(":= by") for q in problems)
 
 
@@ -99,6 +101,32 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
     (p,) = load_problems("someone/lean-set", split="validation")
     assert calls == [("someone/lean-set", "validation")]
     assert (p.name, p.extra["source"]) == ("hub_theorem", "hub:someone/lean-set")
+
+
+def test_unknown_set_name_fails_at_once_naming_the_sets(monkeypatch):
+    """``minif2f-tset`` spent ~25 s on hub retries (datasets, offline) and never listed the named sets."""
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("a name that is no hub id went to the hub"))
+    with pytest.raises(DataError) as err:
+        load_problems("minif2f-tset")
+    assert str(err.value) == (
+        "unknown dataset 'minif2f-tset': did you mean minif2f-test? named sets: minif2f-test, minif2f-valid, "
+        "lean-workbook, lean-workbook-holdout, mff-lwb-unseen-200; or a parquet/jsonl/json file, a directory of them, "
+        "or a hub id (owner/name)")
+    with pytest.raises(DataError, match=r"^unknown dataset 'zzz': named sets: "):  # nothing close: no guess
+        load_problems("zzz")
+
+
+def test_the_release_file_names_work_as_the_named_sets(tmp_path, shared_data_dir):
+    """A data directory downloaded from the paper's release names the files its own way."""
+    shutil.copy(loading.resolve_source("mff-lwb-unseen-200", shared_data_dir), tmp_path / "mff-lwb-unseen-200.parquet")
+    shutil.copy(loading.resolve_source("minif2f-valid", shared_data_dir), tmp_path / "minif2f_train.parquet")
+    assert len(load_problems("mff-lwb-unseen-200", data_dir=tmp_path)) == 200
+    assert {p.split for p in load_problems("minif2f-valid", data_dir=tmp_path)} == {"valid"}
+    with pytest.raises(DataError, match=r"lean_workbook_goedel_28k.parquet does not exist, nor the release's "
+                                        r"mff-lwb-goedel-28k.parquet .*github.com/AndreHe02/rewarding-unlikely-release"):
+        load_problems("lean-workbook", data_dir=tmp_path)
 
 
 # --- validation: every error names the file and the row --------------------------------------
@@ -166,7 +194,7 @@ def test_data_dir_from_env_and_errors(tmp_path, monkeypatch):
 def test_no_data_dir_says_where_to_get_the_files(monkeypatch, tmp_path):
     monkeypatch.delenv("PROVER_DATA_DIR", raising=False)
     monkeypatch.setattr(loading, "__file__", str(tmp_path / "a" / "b" / "c" / "loading.py"))
-    with pytest.raises(DataError, match="set PROVER_DATA_DIR .*Rewarding the Unlikely"):
+    with pytest.raises(DataError, match="set PROVER_DATA_DIR .*Rewarding the Unlikely.*github.com/AndreHe02/rewarding-unlikely-release"):
         load_problems("minif2f-test")
 
 
@@ -177,7 +205,7 @@ def test_default_data_dir_is_shared_data_beside_the_repo(monkeypatch, shared_dat
 
 def test_data_dir_argument_wins(tmp_path, monkeypatch, shared_data_dir):
     monkeypatch.setenv("PROVER_DATA_DIR", str(tmp_path / "elsewhere"))  # would fail if consulted
-    shutil.copy(shared_data_dir / "minif2f_valid.parquet", tmp_path / "minif2f_valid.parquet")
+    shutil.copy(loading.resolve_source("minif2f-valid", shared_data_dir), tmp_path / "minif2f_valid.parquet")
     problems = load_problems("minif2f-valid", data_dir=tmp_path, limit=2)
     assert [p.extra["source"] for p in problems] == [str(tmp_path / "minif2f_valid.parquet")] * 2
 
@@ -198,3 +226,17 @@ def test_exclude_mixes_lists_and_names_then_limit(data_dir_env):
     expected = [n for n in names if n not in resolve_exclude(["minif2f-defective"]) and n != names[0]][:3]
     assert [p.name for p in kept] == expected
     assert resolve_exclude(["x", "minif2f-defective"]) == {"x", *NAMED_EXCLUDES["minif2f-defective"]}
+
+
+def test_without_the_data_the_tests_that_need_it_skip_saying_where_to_get_it(tmp_path):
+    """A clone without ../shared/data had 14 errors ("no data directory") instead of skips."""
+    import os
+    import subprocess
+    import sys
+
+    test = f"{__file__}::test_minif2f_keeps_informal_statement_and_statement_text"
+    env = {**os.environ, "PROVER_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0 and "1 skipped" in out.stdout, out.stdout
+    assert f"no problem sets at {tmp_path}: download the data/ folder of {loading.RELEASE_URL}" in out.stdout

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from prover.data.problem import Problem
 from prover.eval import runner
+from prover.eval.config import EvalConfig
 from prover.eval.records import RESULTS_FILE, read_records
 from prover.eval.runner import EvalError, evaluate, problem_seed
 from prover.eval.summary import Summary
@@ -258,19 +260,34 @@ def test_cli_samples_with_the_tasks_stop_strings(tmp_path, exact_registry, tiny_
     (["--samples", "4", "--k", "1,8"], "k must lie in 1..samples=4"),
     (["--dataset", "nope"], "unknown dataset 'nope'"),
     (["--task.name", "nope"], "unknown task 'nope'"),
-    (["--samplez", "4"], "unknown key(s) ['samplez']"),
-    (["--model", "/nonexistent/model"], "is neither a local directory nor loadable"),
+    (["--task.name", "lean", "--dataset", "minif2f-tset"], "did you mean minif2f-test? named sets: minif2f-test, "),
+    (["--samplez", "4"], "unknown option --samplez (did you mean --samples or --sampler?)"),
+    (["--model", "/nonexistent/model"], "error: model directory /nonexistent/model does not exist\n"),
+    (["--model", "someone/no-such-model"], "'someone/no-such-model' is neither a local directory nor loadable"),
 ])
 def test_bad_input_fails_before_sampling(tmp_path, tiny_model_dir, exact_registry, monkeypatch, capsys, extra, message):
     def no_sampler(config):
         raise AssertionError("the sampler must not be built for bad input")
 
     monkeypatch.setattr("prover.sampling.make_sampler", no_sampler)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("went to the hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     argv = ["--model", str(tiny_model_dir), "--task.name", "exact", "--run_dir", str(tmp_path / "r"), *extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_training_run_directory_as_model_points_to_its_final_model(tmp_path, tiny_model_dir, capsys):
+    """``--model runs/default-job`` said only "no config.json"; the trained model is in final/."""
+    run = tmp_path / "default-job"
+    shutil.copytree(tiny_model_dir, run / "checkpoint-200")
+    assert main(["--model", str(run), "--task.name", "synthetic", "--dataset", "test"]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"its latest checkpoint is --model {run / 'checkpoint-200'}")
+    shutil.copytree(tiny_model_dir, run / "final")
+    assert main(["--model", str(run), "--task.name", "synthetic", "--dataset", "test"]) == 2
+    assert capsys.readouterr().err == (f"error: {run} has no config.json, so it is not a Hugging Face model; "
+                                       f"it is a training run: its trained model is --model {run / 'final'}\n")
 
 
 def test_a_lean_project_that_is_not_set_up_fails_before_sampling(tmp_path, tiny_model_dir, shared_data_dir,
@@ -350,3 +367,46 @@ def test_compare_restricts_runs_to_their_common_problems(tmp_path):
     assert {k: iv.mean for k, iv in shown["full"].pass_at_k.items()} == {k: iv.mean for k, iv in expected.pass_at_k.items()}
     assert shown["full"].statuses == {} and shown["full"].mean_tokens is None  # not recomputable: blanked
     assert on_common_problems({"full": full, "again": full})[1] is None
+
+
+EVAL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes" / "eval").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", EVAL_RECIPES, ids=lambda p: p.name)
+def test_eval_recipes_load_and_name_sets_that_exist(recipe, shared_data_dir):
+    from prover.config import load_config
+    from prover.data.loading import NAMED_SETS, resolve_source
+    from prover.eval.config import DEFAULT_TASK, EvalConfig
+
+    config = load_config(EvalConfig, ["--config", str(recipe)], defaults={"task": {"name": DEFAULT_TASK}})
+    assert config.k[-1] == config.samples
+    if config.task.name == "lean":
+        assert config.dataset in NAMED_SETS and resolve_source(config.dataset, shared_data_dir).is_file()
+
+
+def test_the_papers_validation_set_has_a_recipe_to_n_512():
+    """The paper reports pass@N up to 512 on mff-lwb-unseen-200; its recipe samples as the release does."""
+    from prover.config import load_config
+    from prover.eval.config import EvalConfig
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes/eval/mff_lwb_unseen_200_deepseek_v15.yaml"
+    config = load_config(EvalConfig, ["--config", str(recipe)])
+    assert (config.dataset, config.samples, config.k[-1]) == ("mff-lwb-unseen-200", 512, 512)
+    assert (config.temperature, config.top_p, config.max_tokens) == (1.0, 1.0, 1024)
+
+
+def test_each_trained_model_gets_its_own_default_run_dir(tmp_path, tiny_model_dir, exact_registry, monkeypatch,
+                                                         capsys):
+    """Two trained models, both called final/: the second used to be refused ("holds a run with other
+    settings") because the default directory was named after the last path part only."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("prover.sampling.make_sampler", lambda config: ListSampler(["a"]))
+    for run in ("grpo", "unlikely"):
+        shutil.copytree(tiny_model_dir, tmp_path / "runs" / run / "final")
+        argv = ["--model", f"runs/{run}/final", "--task.name", "exact", "--samples", "2", "--plot", "false",
+                "--progress", "false", "--bootstrap", "10"]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs" / "eval").iterdir()) == [
+        "runs--grpo--final_exact_n2_s0", "runs--unlikely--final_exact_n2_s0"]
+    hub = EvalConfig(model="deepseek-ai/DeepSeek-Prover-V1.5-RL", dataset="minif2f-test", samples=256)
+    assert hub.resolved_run_dir() == Path("runs/eval/deepseek-ai--DeepSeek-Prover-V1.5-RL_minif2f-test_n256_s0")

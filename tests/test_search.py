@@ -7,6 +7,8 @@ property (it contains a given string); a theorem whose conclusion is ``False`` h
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -170,6 +172,8 @@ def test_synthetic_task(tiny_model_dir, capsys):
         (["--theorem", "  "], "empty"),
         (["--name", "esay_one"], "did you mean easy_one"),  # a typo in a dataset name
         (["--file", "/nonexistent/stmt.lean"], "does not exist"),
+        (["--theorem", "theorem t : True := by", "--model", "/nonexistent/model"],
+         "bad input: model directory /nonexistent/model does not exist"),
     ],
 )
 def test_bad_input_is_reported_before_any_sampling(property_task, tiny_model_dir, capsys, monkeypatch, extra, message):
@@ -180,6 +184,15 @@ def test_bad_input_is_reported_before_any_sampling(property_task, tiny_model_dir
     rc = main(cli_args(tiny_model_dir, *extra))
     err = capsys.readouterr().err
     assert rc == 2 and message in " ".join(err.split())
+
+
+def test_a_bad_model_path_is_one_line_before_loading():
+    """It used to end in three chained tracebacks from the model load."""
+    argv = [sys.executable, "-m", "prover.search", "--task", "synthetic", "--model", "/nonexistent/model",
+            "--theorem", "start 5 goal 40 steps 6"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 2
+    assert out.stderr == "bad input: model directory /nonexistent/model does not exist\n" and out.stdout == ""
 
 
 def test_bad_settings_name_the_field(property_task, tiny_model_dir, capsys):
@@ -379,3 +392,16 @@ def test_lean_task_and_pool_end_to_end(tmp_path):
     assert result.proved and result.proof == "  nlinarith [h]" and result.verdict.check != "screen"
     assert result.progress.statuses == {"rejected": 1, "proved": 1}
     assert any("sorry" in kind for kind in result.progress.errors)
+
+
+def test_the_docs_synthetic_examples_name_real_problems():
+    """docs/search.md's example named syn_16_44_6, which is in no synthetic set."""
+    import re
+
+    from prover.tasks.synthetic import SyntheticTask
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "search.md").read_text()
+    names = re.findall(r"--dataset test --name (syn_\w+)", docs)
+    assert names
+    test_set = {p.name for p in SyntheticTask(TaskConfig(name="synthetic")).load_problems("test")}
+    assert set(names) <= test_set

@@ -84,3 +84,30 @@ def test_paste_prove_save_interrupt_and_quit(session, tmp_path):
     child.close()
     assert child.exitstatus == 0
     assert ":budget 32" in (tmp_path / "history").read_text()  # readline history was kept
+
+
+def test_a_bad_model_path_keeps_the_working_model(session, tiny_model_dir, tmp_path):
+    """``:model /nonexistent`` used to unload the working model and leave the session without one."""
+    child = session
+    child.expect_exact(PROMPT)
+    child.sendline(":model /nonexistent/model")
+    child.expect("no such model.*: model directory /nonexistent/model does not exist")  # red label, then the detail
+    child.expect_exact(f"still using {tiny_model_dir}")
+    # config.json but no weights: the load fails, and the previous model is loaded again
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((Path(tiny_model_dir) / "config.json").read_text())
+    child.expect_exact(PROMPT)
+    child.sendline(f":model {broken}")
+    child.expect_exact("could not load the model")
+    child.expect_exact(f"back to {tiny_model_dir}")
+    child.expect_exact(PROMPT)
+    child.sendline(":show")
+    child.expect_exact(f"model {tiny_model_dir}")
+    child.expect_exact(PROMPT)
+    child.sendline("theorem t (x : ℕ) (h : 2 * x = 4) : x = 2 := by")
+    child.sendline("")
+    child.expect("proved in [0-9.]+ s after [0-9]+ samples")
+    child.expect_exact(PROMPT)
+    child.sendline(":quit")
+    child.expect(pexpect.EOF)

@@ -23,12 +23,12 @@ LINES = [
 
 
 def write_input(path: Path) -> Path:
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in LINES) + "\n")
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in LINES) + "\n")
     return path
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(l) for l in path.read_text().splitlines()]
+    return [json.loads(text) for text in path.read_text().splitlines()]
 
 
 def test_verdicts_in_order_with_bad_lines_named(tmp_path, capsys):
@@ -48,13 +48,52 @@ def test_verdicts_in_order_with_bad_lines_named(tmp_path, capsys):
 def test_resume_skips_lines_already_answered(tmp_path):
     src = write_input(tmp_path / "in.jsonl")
     out = tmp_path / "verdicts.jsonl"
-    # An earlier run answered line 1 (marked so we can see it is not redone) and died mid-write.
-    out.write_text(json.dumps({"line": 1, "status": "proved", "reason": "from the first run", "check": "axioms"})
-                   + "\n" + '{"line": 2, "sta')
+    main([str(src), "--out", str(out), *DOUBLE_ARGS])
+    # Keep line 1 (marked so we can see it is not redone), as if the run had died writing line 2.
+    first = {**read(out)[0], "reason": "from the first run"}
+    out.write_text(json.dumps(first) + "\n" + '{"line": 2, "sta')
     main([str(src), "--out", str(out), *DOUBLE_ARGS])
     records = read(out)
     assert records[0]["reason"] == "from the first run"
     assert sorted(r["line"] for r in records) == [1, 2, 3, 4, 5, 6]
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prover.verify", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_screened_output_is_not_taken_for_lean_verdicts(tmp_path):
+    """A --static-only file, then the Lean run with the same --out: refused, naming the mode, file kept
+    (it used to say "nothing to do" and exit 0, so no screened line was ever checked by Lean)."""
+    src = write_input(tmp_path / "in.jsonl")
+    out = tmp_path / "v.jsonl"
+    assert run_cli(str(src), "--static-only", "--out", str(out)).returncode == 1  # two bad input lines
+    screened = out.read_bytes()
+    lean = run_cli(str(src), "--out", str(out), *DOUBLE_ARGS)
+    assert lean.returncode == 2, lean.stderr
+    (line,) = lean.stderr.strip().splitlines()  # one line, no progress bar, no traceback
+    assert line.startswith("error: ") and "mode: 'static-only' there, 'lean' now" in line
+    assert out.read_bytes() == screened
+
+
+def test_resume_under_another_timeout_is_refused(tmp_path):
+    src = write_input(tmp_path / "in.jsonl")
+    out = tmp_path / "v.jsonl"
+    main([str(src), "--out", str(out), *DOUBLE_ARGS])
+    done = out.read_bytes()
+    other = run_cli(str(src), "--out", str(out), *DOUBLE_ARGS[:-1], "7")
+    assert other.returncode == 2 and "timeout: 5.0 there, 7.0 now" in other.stderr
+    assert out.read_bytes() == done
+    same = run_cli(str(src), "--out", str(out), *DOUBLE_ARGS)
+    assert same.returncode == 0 and "nothing to do" in same.stdout
+
+
+def test_lines_without_their_settings_are_not_resumed(tmp_path):
+    src = write_input(tmp_path / "in.jsonl")
+    out = tmp_path / "v.jsonl"
+    out.write_text(json.dumps({"line": 1, "status": "passed_screen", "check": "screen"}) + "\n")
+    old = run_cli(str(src), "--out", str(out), *DOUBLE_ARGS)
+    assert old.returncode == 2 and "do not say which mode and settings" in old.stderr
 
 
 def test_static_only_needs_no_lean(tmp_path):
@@ -73,3 +112,9 @@ def test_entry_point_and_config_errors(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "prover.verify", str(src), "--static-only"], capture_output=True,
                         text=True, timeout=60)
     assert len(ok.stdout.splitlines()) == 6 and "6 lines" in ok.stderr
+
+
+def test_help_lists_each_option_once():
+    options = [line.split()[0] for line in run_cli("--help").stdout.splitlines() if line.startswith("  --")]
+    assert options.count("--workers") == 1 and options.count("--timeout") == 1
+    assert "--start_timeout" in options  # the VerifierConfig fields are still listed

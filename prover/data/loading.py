@@ -8,6 +8,7 @@ not hours later inside the verifier.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,21 @@ NAMED_SETS: dict[str, str] = {
     "minif2f-valid": "minif2f_valid.parquet",
     "lean-workbook": "lean_workbook_goedel_28k.parquet",
     "lean-workbook-holdout": "lean_workbook_goedel_holdout_800.parquet",
+    # 200 theorems unseen in training (179 Lean Workbook, 21 miniF2F-valid; none in lean-workbook): the
+    # release's held-out set, most likely the validation set behind the paper's pass@N up to N = 512
+    "mff-lwb-unseen-200": "mff_lwb_unseen_200.parquet",
+}
+
+# Where users download the sets: the paper's release, whose data/ folder names the same files
+# differently; a data directory holding either name works. Its minif2f_train.parquet is the
+# miniF2F valid split (column split = "valid").
+RELEASE_URL = "https://github.com/AndreHe02/rewarding-unlikely-release/tree/main/data"
+RELEASE_FILES: dict[str, str] = {
+    "minif2f-test": "minif2f_test.parquet",
+    "minif2f-valid": "minif2f_train.parquet",
+    "lean-workbook": "mff-lwb-goedel-28k.parquet",
+    "lean-workbook-holdout": "mff-lwb-goedel-holdout-800.parquet",
+    "mff-lwb-unseen-200": "mff-lwb-unseen-200.parquet",
 }
 
 # Named exclude lists. `minif2f-defective`: publicly reported defects of this miniF2F copy
@@ -122,9 +138,9 @@ def default_data_dir() -> Path:
     if beside.is_dir():
         return beside
     raise DataError(
-        "no data directory: set PROVER_DATA_DIR to a folder holding "
-        f"{', '.join(sorted(NAMED_SETS.values()))} (the public release of 'Rewarding the Unlikely', "
-        "He, Fried, Welleck 2025), or pass a file path instead of a set name"
+        "no data directory: set PROVER_DATA_DIR to a folder holding the named sets' parquet files "
+        f"(download the data/ folder of the paper's release, 'Rewarding the Unlikely', He, Fried, Welleck 2025: "
+        f"{RELEASE_URL}), or pass a file path instead of a set name"
     )
 
 
@@ -208,15 +224,22 @@ def resolve_source(source: str, data_dir: str | Path | None = None) -> Path | st
     """A named set -> its file in the data directory; an existing path -> itself; else a hub id."""
     if source in NAMED_SETS:
         root = Path(data_dir) if data_dir else default_data_dir()
-        path = root / NAMED_SETS[source]
-        if not path.is_file():
-            raise DataError(f"named set {source!r}: {path} does not exist (is {root} the right data directory?)")
-        return path
+        for name in dict.fromkeys((NAMED_SETS[source], RELEASE_FILES[source])):
+            if (root / name).is_file():
+                return root / name
+        raise DataError(f"named set {source!r}: {root / NAMED_SETS[source]} does not exist, nor the release's "
+                        f"{RELEASE_FILES[source]} (is {root} the right data directory? the files: {RELEASE_URL})")
     path = Path(source).expanduser()
     if path.exists():
         return path
     if path.suffix in DATA_FILE_SUFFIXES or source.startswith((".", "/", "~")):
-        raise DataError(f"{source}: no such file or directory (named sets: {sorted(NAMED_SETS)})")
+        raise DataError(f"{source}: no such file or directory (named sets: {', '.join(NAMED_SETS)})")
+    if source.count("/") != 1:
+        # Not owner/name: no hub id, so no hub lookup (offline, datasets retries for ~25 s first)
+        close = difflib.get_close_matches(source, list(NAMED_SETS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise DataError(f"unknown dataset {source!r}: {hint}named sets: {', '.join(NAMED_SETS)}; "
+                        "or a parquet/jsonl/json file, a directory of them, or a hub id (owner/name)")
     return source  # owner/name on the hub
 
 

@@ -7,6 +7,7 @@ flag and its nested field to different values is an error rather than a silent p
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ class EvalConfig:
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
     max_tokens: int = field(default=2048, metadata={"help": "tokens per completion at most"})
     stop: list[str] | None = field(default=None, metadata={"help": "stop strings (kept in the completion); default: the task's own (the closing fence for Lean continuation prompts)"})
-    run_dir: str | None = field(default=None, metadata={"help": "where results go; rerunning with the same directory resumes. Default runs/eval/<model>_<dataset>_n<samples>_s<seed>"})
+    run_dir: str | None = field(default=None, metadata={"help": "where results go; rerunning with the same directory resumes. Default runs/eval/<model>_<dataset>_n<samples>_s<seed>, <model> the model's path or hub id with '--' for '/'"})
     chunk_size: int = field(default=4, metadata={"help": "problems sampled before their proofs are handed to the verifier (verification overlaps the next chunk's sampling)"})
     error_retries: int = field(default=2, metadata={"help": "re-checks of a proof whose verdict is ERROR (checker failure) before it is recorded as such"})
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples of problems for the intervals (0: none)"})
@@ -70,9 +71,30 @@ class EvalConfig:
         """The run directory; the default is a pure function of the settings, so rerunning resumes."""
         if self.run_dir:
             return Path(self.run_dir)
-        model = Path(self.model or "model").name or "model"
-        name = f"{model}_{self.dataset or self.task.name}_n{self.samples}_s{self.seed}"
+        name = f"{model_label(self.model or 'model')}_{self.dataset or self.task.name}_n{self.samples}_s{self.seed}"
         return Path("runs") / "eval" / re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+
+
+MAX_LABEL = 80  # characters of a model's label in a directory name; longer paths keep their tail and a hash
+
+
+def model_label(model: str) -> str:
+    """A model's name in a run directory, after its whole path or hub id, parts joined by ``--`` as the
+    hub cache does (``runs--grpo--final``, ``deepseek-ai--DeepSeek-Prover-V1.5-RL``): every trained
+    model is called ``final``, so the last part alone would put them all in one directory."""
+    path = Path(model).expanduser()
+    if path.exists():
+        path = path.resolve()
+        try:
+            path = path.relative_to(Path.cwd().resolve())
+        except ValueError:  # outside the working directory: the absolute path
+            pass
+    parts = [p for p in path.parts if p not in ("/", "")]
+    label = "--".join(parts) or "model"
+    if len(label) > MAX_LABEL:
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+        label = f"{'--'.join(parts[-3:])[-(MAX_LABEL - 9):]}-{digest}"
+    return label
 
 
 def _merge_short(short: str, short_value: str | None, nested: str, nested_value: str | None) -> str | None:

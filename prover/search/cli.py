@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.logging import RichHandler
 
 from prover.config import ConfigError, help_text, load_config
+from prover.model_check import ModelNotFound, check_model
 from prover.runinfo import write_run_info
 from prover.search.config import SearchConfig
 from prover.search.display import render_proof, run_search, summary_lines
@@ -59,8 +60,9 @@ def parse_config(argv: list[str] | None) -> tuple[SearchConfig, argparse.Namespa
         # the search's own default task is restated here.
         config = load_config(SearchConfig, ([f"--config={args.config}"] if args.config else []) + rest + overrides,
                              defaults={"task": {"name": "lean"}})
-    except ConfigError as exc:
-        parser.error(str(exc))  # exits 2
+    except ConfigError as exc:  # one line, without argparse's usage block above it
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     return config, args
 
 
@@ -80,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             problem = _problem(session, config)
             session.check_statement(problem)
             session.verifier  # started now: a broken Lean setup is reported before the model loads
-            if not session.resolve_model():
+            model = session.resolve_model()
+            if not model:
                 err.print("[red]no model[/]: pass --model PATH (or --sampler.model)")
                 return 2
-        except StatementError as exc:
+            check_model(model)  # from config.json alone: a bad path is one line, not a failed load
+        except (StatementError, ModelNotFound) as exc:
             err.print(f"[red]bad input[/]: {escape(str(exc))}", highlight=False)
             return 2
         except LeanSetupError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from prover.model_check import ModelNotFound, check_model
 from prover.runinfo import write_run_info
 from prover.search.config import STRATEGIES, SearchConfig
 from prover.search.display import render_proof, run_search, summary_lines
@@ -121,11 +122,30 @@ class InteractiveSession:
             if not model:
                 self.console.print("[yellow]no model yet[/]: load one with :model PATH")
                 return
+            check_model(model)
             with self.console.status(f"loading {escape(model)}"):
                 self.session.sampler
         except Exception as exc:  # a bad path must not end the session: the user can :model again
             self._error("could not load the model", exc)
             self.session.set_model(None)
+
+    def _switch_model(self, path: str) -> None:
+        """``:model PATH``: a path that is no model leaves the working model loaded."""
+        before = self.config.sampler.model
+        try:
+            with self.console.status(f"loading {escape(path)}"):
+                self.session.switch_model(path)
+        except ModelNotFound as exc:
+            self._error("no such model", exc)
+            if before:
+                self.console.print(f"still using {escape(before)}")
+            return
+        except SearchError as exc:
+            self._error("could not load the model", exc)
+            if self.config.sampler.model:
+                self.console.print(f"back to {escape(self.config.sampler.model)}")
+            return
+        self.console.print(f"model: {escape(path)}")
 
     def prove(self, text: str) -> None:
         try:
@@ -169,8 +189,7 @@ class InteractiveSession:
             if not arg:
                 self.console.print("usage: :model PATH")
             else:
-                self.session.set_model(arg)
-                self._load_model()
+                self._switch_model(arg)
         elif name == "header":
             self._header(arg)
         elif name == "save":

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from prover.data.problem import Problem
+from prover.model_check import check_model
 from prover.sampling.base import Sampler
 from prover.search.backends import DojoBackend, ProofStateBackend, ReplBackend, open_leandojo
 from prover.search.config import SearchConfig
@@ -56,7 +57,10 @@ class SearchSession:
             if not self.resolve_model():
                 raise SearchError("no model: pass --model PATH (or --sampler.model)")
             logger.info("loading %s", self.config.sampler.model)
-            self._sampler = make_sampler(self.config.sampler)
+            try:
+                self._sampler = make_sampler(self.config.sampler)
+            except (OSError, ValueError) as exc:  # transformers/vLLM: unreadable weights, unknown architecture
+                raise SearchError(f"could not load the model {self.config.sampler.model}: {exc}") from exc
         return self._sampler
 
     @property
@@ -88,6 +92,21 @@ class SearchSession:
             self._sampler.close()
         self._sampler = None
         self.config.sampler.model = path
+
+    def switch_model(self, path: str) -> None:
+        """Load ``path`` in place of the current model. A path that is no model raises
+        ``ModelNotFound`` with the current model still loaded; a model that fails to load raises
+        ``SearchError`` after the previous one is loaded again (one model in memory at a time)."""
+        check_model(path)
+        previous = self.config.sampler.model if self._sampler is not None else None
+        self.set_model(path)
+        try:
+            self.sampler
+        except SearchError:
+            self.set_model(previous)
+            if previous:
+                self.sampler
+            raise
 
     # --- theorems ------------------------------------------------------------------------------
 
