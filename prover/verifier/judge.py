@@ -44,9 +44,10 @@ def strip_comments(text: str) -> str:
 
 
 def theorem_name(statement: str) -> str | None:
-    """The name declared by the trusted statement (``theorem foo ...``); None when there is none."""
-    m = _DECL.search(strip_comments(statement))
-    return m.group(1) if m else None
+    """The name the proof completes: the last ``theorem``/``lemma`` the trusted statement declares
+    (an earlier one is a finished auxiliary declaration); None when there is none."""
+    found = _DECL.findall(strip_comments(statement))
+    return found[-1] if found else None
 
 
 def clean_messages(messages: Any, layout: Layout | None = None) -> list[dict[str, Any]]:
