@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import sys
 
 from prover.config import ConfigError, help_text, load_config
@@ -43,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: verifier.backend=http would put this service in front of another one; "
               "serve a local pool (local) or Ray actors (ray)", file=sys.stderr)
         return 2
-    if not _loopback(service.host) and not service.api_key:
-        logger.warning("listening on %s without service.api_key: anyone who reaches the port can use the "
-                       "verifier (set $%s or --service.api_key)", service.host, API_KEY_ENV)
     try:
         sock = listen(service.host, service.port)
     except OSError as exc:
         print(f"error: cannot listen on {service.host}:{service.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    if not _loopback(service.host) and not (service.api_key or os.environ.get(API_KEY_ENV)):
+        logger.warning("listening on %s without an API key: anyone who reaches the port can use the verifier "
+                       "(set $%s or --service.api_key)", service.host, API_KEY_ENV)
     try:
         verifier = make_verifier(config.verifier, headers=service.warm_headers)
     except (VerifierError, ValueError, OSError) as exc:

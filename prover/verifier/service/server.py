@@ -11,6 +11,8 @@ the service and its caller in one process.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import threading
 
@@ -31,6 +33,20 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         self.app.state.runner.begin_drain()
         await super().shutdown(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """uvicorn's handlers, without its re-raise of the signal once served: that would kill the
+        process before its caller closes the verifier (and its REPL processes)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def listen(host: str, port: int) -> socket.socket:
