@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -252,3 +253,29 @@ def test_verifier_settings_reach_the_factory_from_every_entry_point():
         loaded = load_config(cls, ["--verifier.backend", "http", "--verifier.url", "http://10.0.0.5:8000"])
         assert (loaded.verifier.backend, loaded.verifier.url) == ("http", "http://10.0.0.5:8000"), cls
 
+
+
+def documented_snippet(name: str) -> str:
+    """The python block under ``<!-- snippet: NAME ...-->`` in docs/service.md."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    after = text.split(f"<!-- snippet: {name} ")[1]
+    return after.split("```python\n", 1)[1].split("```\n", 1)[0]
+
+
+def test_the_documented_reward_functions_score_through_the_service(monkeypatch):
+    statement = "theorem t (a b : ℝ) (h : a = b) : b = a := by\n"
+    header = "import Mathlib\nimport Aesop\n"
+    completions = ["  linarith\n```", "  linarith -- double:error\n```", "  linarith", "  linarith -- double:exit\n```"]
+    with served(config(workers=2, timeout=5)) as (url, _):
+        monkeypatch.setenv("PROVER_VERIFIER_URL", url)
+        verl: dict = {}
+        exec(documented_snippet("verl"), verl)
+        scores = verl["compute_score"](data_sources=["lean"] * 4, solution_strs=completions,
+                                       ground_truths=[statement] * 4, extra_infos=[{"header": header}] * 4)
+        assert scores == [1.0, 0.0, 0.0, 0.0]  # no closing fence: ran out of tokens; a crash scores 0 in veRL
+        trl: dict = {}
+        exec(documented_snippet("trl"), trl)
+        with trl["verifier"]:
+            rewards = trl["proof_reward"](prompts=["p"] * 4, completions=completions, name=["t"] * 4,
+                                          statement=[statement] * 4, header=[header] * 4)
+    assert rewards == [1.0, 0.0, 0.0, None]  # TRL leaves a checker error out of the baseline
