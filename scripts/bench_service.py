@@ -6,8 +6,8 @@ stops by itself; a run that passes --max-seconds is abandoned and the service st
 
 * batch: one caller sends everything at once (``check_batch``; over HTTP split into requests of the
   service's max_batch), as a trainer's reward function does;
-* closed loop: --callers coroutines each check one proof at a time (``await check``; over HTTP one
-  request per proof), giving per-proof latency percentiles.
+* closed loop: --callers coroutines each check one proof at a time (``await check``; over HTTP the
+  checks made at the same moment share a request), giving per-proof latency percentiles.
 
 The service runs as ``python -m prover.verify serve`` in a process of its own on 127.0.0.1 (never any
 other address) and is reached through ``RemoteVerifier``. Target: HTTP throughput within 10% of
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     for load in ("batch", "closed_loop"):
         for path, row in (("in-process", local[load]), ("HTTP", http[load])):
             ratio = f"{row['proofs_per_s'] / local[load]['proofs_per_s']:.1%}" if path == "HTTP" else ""
-            print(f"{load:<12} {path:<11} {row['seconds']:>8.2f} {row['proofs_per_s']:>9.1f} "
-                  f"{row.get('p50_ms', float('nan')):>8.1f} {row.get('p99_ms', float('nan')):>8.1f} {ratio:>16}")
+            p50, p99 = (f"{row[k]:.1f}" if k in row else "-" for k in ("p50_ms", "p99_ms"))
+            print(f"{load:<12} {path:<11} {row['seconds']:>8.2f} {row['proofs_per_s']:>9.1f} {p50:>8} {p99:>8} {ratio:>16}")
     ratios = {load: http[load]["proofs_per_s"] / local[load]["proofs_per_s"] for load in ("batch", "closed_loop")}
     print(f"target (HTTP throughput >= 90% of in-process): "
           + ", ".join(f"{load} {'met' if r >= 0.9 else 'MISSED'} ({r:.1%})" for load, r in ratios.items()))

@@ -140,6 +140,17 @@ def test_a_batch_larger_than_the_service_takes_is_split_in_order():
     assert [v.status for v in verdicts] == [Status.REJECTED if i % 4 == 0 else Status.PROVED for i in range(11)]
 
 
+def test_single_checks_made_together_share_one_request():
+    with served(config(workers=2)) as (url, _):
+        with RemoteVerifier(VerifierConfig(backend="http", url=url)) as remote:
+            async def together():  # on the verifier's loop: ten checks in one turn of it
+                return await asyncio.gather(*(remote._check(request(f"  linarith -- together {i}")) for i in range(10)))
+
+            verdicts = remote._run(together())
+        posts = sum(r["count"] for r in httpx.get(url + "/stats").json()["requests"] if r["endpoint"] == "/v1/verify")
+    assert all(v.proved for v in verdicts) and posts == 1
+
+
 def test_a_busy_service_is_waited_for_as_retry_after_says():
     service = ServiceConfig(max_batch=2, max_queue=2, retry_after=1)
     with served(config(workers=2), service) as (url, _):

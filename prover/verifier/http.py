@@ -15,6 +15,7 @@ key raises ``LeanSetupError`` when the verifier is made. The key comes from ``$L
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -58,6 +59,7 @@ class RemoteVerifier(LoopThreadVerifier):
         self.url = config.url.rstrip("/")
         self._httpx = _import_httpx()
         self._pending = threading.BoundedSemaphore(config.max_pending or 8 * config.workers)
+        self._queued: list[tuple[ProofRequest, asyncio.Future]] = []  # single checks waiting for the next POST
         self._start_loop("remote-verifier")
         try:
             self._client = self._run(self._open(os.environ.get(API_KEY_ENV)))
@@ -94,7 +96,38 @@ class RemoteVerifier(LoopThreadVerifier):
     # ------------------------------------------------------------------ checking
 
     async def _check(self, request: ProofRequest) -> Verdict:
-        return (await self._check_many([request]))[0]
+        """Single checks made in the same turn of the loop share one POST (``submit`` and concurrent
+        ``check`` callers cost a round trip per batch, not per proof)."""
+        future = self._loop.create_future()
+        self._queued.append((request, future))
+        if len(self._queued) == 1:
+            self._loop.call_soon(self._flush)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._closed:
+                raise PoolClosedError("the RemoteVerifier was closed while the request waited") from None
+            raise
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        for start in range(0, len(queued), self._batch):
+            chunk = queued[start:start + self._batch]
+            task = self._loop.create_task(self._post([r for r, _ in chunk]))
+            task.add_done_callback(functools.partial(self._deliver, [f for _, f in chunk]))
+
+    def _deliver(self, futures: list[asyncio.Future], task: asyncio.Task) -> None:
+        if task.cancelled():
+            error: BaseException | None = PoolClosedError("the RemoteVerifier was closed while the request waited")
+        else:
+            error = task.exception()
+        for k, future in enumerate(futures):
+            if future.done():  # its caller gave up
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(task.result()[k])
 
     async def _check_many(self, requests: list[ProofRequest]) -> list[Verdict]:
         chunks = [requests[i:i + self._batch] for i in range(0, len(requests), self._batch)]
