@@ -191,6 +191,18 @@ def test_a_refused_api_key_fails_when_the_verifier_is_made(monkeypatch):
             assert remote.check_batch([request("  linarith")])[0].proved
 
 
+def test_verify_cli_checks_a_file_through_the_service(tmp_path, capsys):
+    from prover.verify import main
+
+    lines = [{"name": "t", "statement": "theorem t (a b : ℝ) (h : a = b) : b = a := by\n", "proof": f"  linarith -- {d}",
+              "header": "import Mathlib\n"} for d in ("cli", "cli double:error", "cli double:hang")]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with served(config(workers=2, timeout=1.0)) as (url, _):
+        code = main([str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"), "--backend", "http", "--url", url])
+    out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert code == 0 and [r["status"] for r in out] == ["proved", "rejected", "timeout"]
+
+
 def test_backend_http_needs_a_url():
     with pytest.raises(ValueError, match="backend=http needs url"):
         VerifierConfig(backend="http")
