@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from prover.verifier import LeanPool, ProofRequest, Status, Verdict, VerifierConfig
-from prover.verifier.judge import theorem_name
-from prover.verifier.service.kimina import check_result, snippet_verdict, verify_result
-from prover.verifier.service.snippets import Mark, plan_snippet, snippet_positions
-from prover.verifier.split import layout
+pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install -e .[service]")
+
+from prover.verifier import LeanPool, ProofRequest, Status, Verdict, VerifierConfig  # noqa: E402
+from prover.verifier.judge import theorem_name  # noqa: E402
+from prover.verifier.service.kimina import check_result, snippet_verdict, verify_result  # noqa: E402
+from prover.verifier.service.snippets import Mark, plan_snippet, snippet_positions  # noqa: E402
+from prover.verifier.split import layout  # noqa: E402
 
 DOUBLE = str(Path(__file__).with_name("repl_double.py"))
 GOEDEL = """import Mathlib

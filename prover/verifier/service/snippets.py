@@ -101,19 +101,18 @@ def screen_snippet(code: str, header_end: int, *, allow_native: bool) -> tuple[s
         return None
     reason, _, line = reason.rpartition(" (proof line ")
     line = int(line.rstrip(")"))
-    start = sum(len(x) for x in code.splitlines(keepends=True)[:line - 1])
-    hit = next((t for t in tokens if t.pos >= start and _names_in(t) & _named_in(reason)), None)
-    where = _mark(code, hit.pos, len(hit.text)) if hit else Mark(line, 0)
-    return f"{reason} (line {line})", where
+    return f"{reason} (line {line})", _where_named(code, tokens, line, reason)
 
 
-def _names_in(tok: Token) -> set[str]:
-    return set(tok.parts)
-
-
-def _named_in(reason: str) -> set[str]:
-    """The names quoted in a screen reason (`sorry`, `native_decide`, ...)."""
-    return set(reason.split("`")[1::2])
+def _where_named(code: str, tokens: list[Token], line: int, reason: str) -> Mark:
+    """Where, on or after ``line``, the first name quoted in ``reason`` (`sorry`, `native_decide`) is;
+    the start of the line when the reason quotes none of the tokens (a literal, a comment)."""
+    start = 0
+    for _ in range(line - 1):
+        start = code.index("\n", start) + 1
+    quoted = set(reason.split("`")[1::2])
+    hit = next((t for t in tokens if t.pos >= start and quoted & set(t.parts)), None)
+    return _mark(code, hit.pos, len(hit.text)) if hit else Mark(line, 0)
 
 
 def is_sorry_reason(reason: str) -> bool:
