@@ -25,7 +25,9 @@ from test_verifier_pool import OUTCOMES, config, request  # noqa: E402
 from prover.data.problem import Problem  # noqa: E402
 from prover.verifier import LeanPool, LeanSetupError, PoolClosedError, Status, VerifierConfig, make_verifier  # noqa: E402
 from prover.verifier.http import RemoteVerifier, ServiceUnavailableError  # noqa: E402
-from prover.verifier.service import ServiceConfig, ServiceThread, create_app  # noqa: E402
+from prover.verifier.service.app import create_app  # noqa: E402
+from prover.verifier.service.config import ServiceConfig  # noqa: E402
+from prover.verifier.service.server import ServiceThread  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -22,7 +22,9 @@ pytest.importorskip("fastapi", reason="the service tests need the service extra:
 
 from processes import tagged, wait_until  # noqa: E402
 from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig  # noqa: E402
-from prover.verifier.service import ServiceConfig, ServiceThread, create_app  # noqa: E402
+from prover.verifier.service.app import create_app  # noqa: E402
+from prover.verifier.service.config import ServiceConfig  # noqa: E402
+from prover.verifier.service.server import ServiceThread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOUBLE = str(Path(__file__).with_name("repl_double.py"))

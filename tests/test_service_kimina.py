@@ -24,7 +24,9 @@ httpx = pytest.importorskip("httpx", reason="the service tests need the service 
 pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install -e .[service]")
 
 from prover.verifier import LeanPool, VerifierConfig  # noqa: E402
-from prover.verifier.service import ServiceConfig, ServiceThread, create_app  # noqa: E402
+from prover.verifier.service.app import create_app  # noqa: E402
+from prover.verifier.service.config import ServiceConfig  # noqa: E402
+from prover.verifier.service.server import ServiceThread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("kimina_client_driver.py")

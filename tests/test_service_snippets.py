@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install -e .[service]")
+pytest.importorskip("pydantic", reason="the wire format needs pydantic: pip install -e .[service]")
 
 from prover.verifier import LeanPool, ProofRequest, Status, Verdict, VerifierConfig  # noqa: E402
 from prover.verifier.judge import theorem_name  # noqa: E402

@@ -1,10 +1,8 @@
 """The verifier behind an HTTP API: Kimina Lean Server's endpoints (``/api/check``, ``/verify``,
 ``/health``), our own ``/v1/verify`` for trusted statements, and the operations around them (limits,
 API key, bounded queue, graceful shutdown, metrics). ``python -m prover.verify serve`` runs it;
-``prover.verifier.http.RemoteVerifier`` calls it. Needs the ``service`` extra (FastAPI, uvicorn)."""
+``prover.verifier.http.RemoteVerifier`` calls it.
 
-from prover.verifier.service.app import create_app
-from prover.verifier.service.config import ServeConfig, ServiceConfig
-from prover.verifier.service.server import DrainingServer, ServiceThread
-
-__all__ = ["DrainingServer", "ServeConfig", "ServiceConfig", "ServiceThread", "create_app"]
+``app`` (``create_app``), ``server`` (``DrainingServer``, ``ServiceThread``) and ``cli`` need the
+``service`` extra (FastAPI, uvicorn); ``snippets`` and ``kimina`` (the wire format) need only pydantic.
+"""
