@@ -110,6 +110,9 @@ class Gate:
                 return {"type": "http.request", "body": bytes(body), "more_body": False}
 
             await self.app(scope, replay, send_and_count)
+        except Exception:
+            status[0] = status[0] or 500  # answered by the server-error handler outside this middleware
+            raise
         finally:
             label = endpoint if endpoint in ENDPOINTS else "other"
             self.metrics.request(label, status[0] or 499, time.monotonic() - start)  # 499: no answer sent
