@@ -10,6 +10,9 @@ check ``input`` naming the problem; the other lines still run. With ``--out``, v
 they come, so an interrupted run resumes: lines already in the output file are skipped. Each line
 records in ``checked_with`` the mode and the settings that decided it; a resume under other ones
 (``--static-only`` output, then a Lean run) is refused, naming the difference.
+
+``python -m prover.verify serve [--service.port 8000 ...]`` serves the verifier over HTTP instead
+(Kimina-compatible; see docs/service.md).
 """
 
 from __future__ import annotations
@@ -218,6 +221,14 @@ def _finish(writer: OrderedWriter, progress: tqdm, line: int, record: dict, futu
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # the HTTP service (docs/service.md)
+        try:
+            from prover.verifier.service.cli import main as serve
+        except ImportError as exc:
+            print(f"error: serve needs the service extra ({exc.name} is missing): pip install -e .[service]", file=sys.stderr)
+            return 2
+        return serve(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args, rest = make_parser().parse_known_args(argv)
     overrides = list(rest) + (["--config", args.config] if args.config else [])

@@ -27,8 +27,10 @@ joined); an answer is pretty-printed JSON followed by a blank line; malformed JS
 
 * ``{"cmd": text}`` (no env): a fresh environment (the header); answers ``{"env": n}``.
 * ``{"cmd": text, "env": n}``: runs ``text`` on env n; answers ``{"env": m, "messages"?, "sorries"?}``;
-  an unknown n answers ``{"message": "Unknown environment."}``. A ``theorem``/``lemma`` in the text
-  is recorded in env m with the axioms it depends on.
+  an unknown n answers ``{"message": "Unknown environment."}``. Every ``theorem``/``lemma`` in the
+  text is recorded in env m with the axioms it depends on, as Lean keeps axioms per declaration: the
+  axiom directives (accept, no_axioms, axiom, silent_sorry, error, sorry) count for the declaration
+  whose text holds them (those before the first declaration count for the first).
 * ``{"cmd": "#print axioms NAME", "env": n}``: as Lean's ``printAxiomsOf`` (src/Lean/Elab/Print.lean,
   worded the same at v4.9.0 and on main), one info message per constant NAME resolves to:
   ``'NAME' depends on axioms: [propext, Classical.choice, Quot.sound]`` (Lean's order: fewer name
@@ -175,8 +177,8 @@ class Double:
         return directives
 
     def command(self, text, directives, names, base) -> dict | None:
-        messages, sorries, axioms = [], [], list(STANDARD_AXIOMS)
-        code = COMMENT.sub(" ", text)
+        messages, sorries = [], []
+        code = COMMENT.sub(lambda m: " " * len(m.group()), text)  # same length: positions stay valid
         for name, arg in directives:
             if name == "slow":
                 time.sleep(float(arg))
@@ -215,30 +217,36 @@ class Double:
                     messages.append(self.message("info", f"connect {arg}: ok"))
                 except OSError as exc:
                     messages.append(self.message("info", f"connect {arg}: failed: {exc}"))
-            elif name == "no_axioms":
-                axioms = []
-            elif name == "axiom":
-                axioms.append(arg)
-            elif name == "silent_sorry":
-                axioms.append("sorryAx")
         if "error" in names:
             detail = next(a for d, a in directives if d == "error") or "unsolved goals\n⊢ False"
             messages.append(self.message("error", detail.replace("_", " "), line=2))
-            axioms.append("sorryAx")  # Lean adds a failed declaration with sorryAx
-        decl = DECL.search(code)
-        theorem = decl.group(1) if decl else None
+        decls = list(DECL.finditer(code))
+        theorem = decls[0].group(1) if decls else None
         if "sorry" in names or re.search(r"\bsorry\b", code) or SORRY_TACTIC.search(code):
             messages.append(self.message("warning", f"declaration uses {self.quote}sorry{self.quote}"))
             node = self.graph["theorems"].get(theorem)
             goals = self.graph["states"][node]["goals"] if node else ["⊢ False"]
             sorries.append({"goal": "\n".join(goals), "proofState": self.new_state(node) if node else None,
                             "pos": {"line": 1, "column": 0}, "endPos": {"line": 1, "column": 5}})
-            axioms.append("sorryAx")
-        axioms += implied_axioms(code)
         theorems = dict(base)
-        if theorem:
-            theorems[theorem] = axioms
+        for k, decl in enumerate(decls):
+            start = decl.start() if k else 0
+            end = decls[k + 1].start() if k + 1 < len(decls) else len(text)
+            theorems[decl.group(1)] = self.axioms(text[start:end], code[start:end], names)
         return self.answer(self.new_env(theorems), messages, sorries)
+
+    @staticmethod
+    def axioms(text: str, code: str, active: set[str]) -> list[str]:
+        """The axioms of one declaration, from the directives in its text (``code``: comments blanked;
+        ``active``: the command's directives left after ``once``)."""
+        directives = [(m.group(1), m.group(2)) for m in DIRECTIVE.finditer(text) if m.group(1) in active]
+        names = {d for d, _ in directives}
+        axioms = [] if "no_axioms" in names else list(STANDARD_AXIOMS)
+        axioms += [arg for d, arg in directives if d == "axiom"]
+        # silent_sorry: the apply? exploit; error: Lean adds the failed declaration with sorryAx
+        if names & {"silent_sorry", "error", "sorry"} or re.search(r"\bsorry\b", code) or SORRY_TACTIC.search(code):
+            axioms.append("sorryAx")
+        return axioms + [a for a in implied_axioms(code) if a not in axioms]
 
     def print_axioms(self, name: str, theorems: dict) -> dict:
         found = resolve_constant(name, theorems, self.opened)

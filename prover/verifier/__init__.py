@@ -13,7 +13,8 @@ __all__ = ["DEFAULT_HEADER", "LeanPool", "LeanSetupError", "PoolClosedError", "P
 
 
 def make_verifier(config: VerifierConfig | None = None, headers: Iterable[str] = ()) -> Verifier:
-    """A ready verifier for ``config``: the local REPL pool, or Ray actors when ``backend == "ray"``.
+    """A ready verifier for ``config``: the local REPL pool, Ray actors (``backend == "ray"``), or the
+    verification service at ``config.url`` (``backend == "http"``).
 
     ``headers`` are pre-warmed (workers started and the header loaded) before this returns.
     """
@@ -22,4 +23,8 @@ def make_verifier(config: VerifierConfig | None = None, headers: Iterable[str] =
         from prover.verifier.ray_backend import RayVerifier  # optional extra: imports ray
 
         return RayVerifier(config, headers=headers)
+    if config.backend == "http":
+        from prover.verifier.http import RemoteVerifier  # optional extra: imports httpx
+
+        return RemoteVerifier(config, headers=headers)
     return LeanPool(config, headers=headers)

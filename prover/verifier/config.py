@@ -13,7 +13,8 @@ def default_workers() -> int:
 
 @dataclass
 class VerifierConfig:
-    backend: Literal["local", "ray"] = field(default="local", metadata={"help": "local: a REPL pool in this process; ray: pools on Ray actors"})
+    backend: Literal["local", "ray", "http"] = field(default="local", metadata={"help": "local: a REPL pool in this process; ray: pools on Ray actors; http: a verification service at `url` (python -m prover.verify serve)"})
+    url: str | None = field(default=None, metadata={"help": "backend=http: the service's base URL, e.g. http://10.0.0.5:8000 (API key from $LEAN_SERVER_API_KEY)"})
     lean_project: str | None = field(default=None, metadata={"help": "Lake project with Mathlib and the REPL built; default $PROVER_LEAN_PROJECT"})
     repl_path: str | None = field(default=None, metadata={"help": "REPL binary; default <lean_project>/.lake/packages/REPL/.lake/build/bin/repl"})
     repl_command: list[str] | None = field(default=None, metadata={"help": "full command that starts one REPL (overrides lean_project/repl_path; tests use the REPL double)"})
@@ -53,6 +54,8 @@ class VerifierConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0 (0 = no limit)")
         if self.max_response_mb < 1:
             raise ValueError(f"max_response_mb={self.max_response_mb}: must be >= 1")
+        if self.backend == "http" and not self.url:
+            raise ValueError("backend=http needs url: the verification service's address, e.g. --verifier.url http://127.0.0.1:8000")
         if self.repl_command is not None and not self.repl_command:
             raise ValueError("repl_command is empty: give the full command line or leave it unset")
 

@@ -48,17 +48,19 @@ def strip_comments(text: str) -> str:
 
 
 def theorem_name(statement: str) -> str | None:
-    """The name declared by the trusted statement, anchored at the root namespace (``_root_.foo``);
-    None when the statement declares none.
+    """The name the proof completes, anchored at the root namespace (``_root_.foo``): the last
+    ``theorem``/``lemma`` the trusted statement declares (an earlier one is a finished auxiliary
+    declaration); None when it declares none.
 
     ``#print axioms foo`` prints one line for every constant ``foo`` resolves to, and under the
     default ``open ... Nat ...`` that includes ``Nat.foo`` when it exists (listed first); asking for
     ``_root_.foo`` names the theorem alone.
     """
-    m = _DECL.search(strip_comments(statement))
-    if not m:
+    found = _DECL.findall(strip_comments(statement))
+    if not found:
         return None
-    return m.group(1) if m.group(1).startswith(ROOT) else ROOT + m.group(1)
+    name = found[-1]
+    return name if name.startswith(ROOT) else ROOT + name
 
 
 def axioms_command(name: str) -> str:
