@@ -29,3 +29,11 @@ def wait_until(predicate, seconds: float, poll: float = 0.1) -> bool:
             return False
         time.sleep(poll)
     return True
+
+
+def session(pid: int) -> int | None:
+    """The session id of ``pid`` (a daemon leaves its parent's session), or None if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -45,13 +45,17 @@ ignores), as ``double:NAME`` or ``double:NAME=ARG``; several may be combined:
     daemon            start a daemon: fork, setsid, fork again, the grandchild sleeps with its output closed
     fill=MB           write MB megabytes to /tmp and MB to /dev/shm (RAM-backed in a sandbox); an info
                       message "fill MB: ok", or an error "fill MB: failed in DIR after K MB: ..."
-    once=PATH         apply the fault directives above only if PATH does not exist, creating it
-                      (a transient fault: the retry on a fresh worker succeeds)
+    once=PATH         apply the fault directives (slow ... fill, header_hang, header_exit) only if PATH does
+                      not exist, creating it (a transient fault: the retry on a fresh worker succeeds)
     header_error      (in the header) the header does not compile
     header_hang       (in the header) never answer the header
     header_exit       (in the header) exit (code 1) before answering the header
 
 A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``.
+
+The sandbox probes (write, connect, read, fork, daemon, fill) do what a proof can do from inside Lean
+through ``IO`` in a tactic or ``#eval`` (``IO.FS``, ``IO.Process.spawn`` of any program); an IO
+error that escapes is reported by Lean as an error message, which is how fork and fill answer a failure.
 
 State graph (tactic mode), a JSON file given by --graph or $REPL_DOUBLE_GRAPH:
 
@@ -84,7 +88,7 @@ DECL = re.compile(r"\b(?:theorem|lemma)\s+(\S+)")
 PRINT_AXIOMS = re.compile(r"^\s*#print\s+axioms\s+(\S+)\s*$")
 COMMENT = re.compile(r"--[^\n]*|/-.*?-/", re.S)
 FAULTS = {"slow", "hang", "exit", "sigkill", "oom", "garbage", "unknown_env", "error", "sorry", "silent_sorry",
-          "axiom", "huge", "fork", "daemon", "fill"}
+          "axiom", "huge", "fork", "daemon", "fill", "header_hang", "header_exit"}
 STANDARD_AXIOMS = ["propext", "Classical.choice", "Quot.sound"]
 
 
@@ -313,7 +317,7 @@ def probe_fill(double: Double, megabytes: str) -> dict:
                     written += 1
         except OSError as exc:
             return double.message("error", f"fill {megabytes}: failed in {folder} after {written} MB: {exc}")
-    return double.message("info", f"fill {megabytes}: ok")
+    return double.message("info", f"fill {megabytes}: ok (double-fill-{os.getpid()})")
 
 
 SANDBOX_PROBES = {"read": probe_read, "fork": probe_fork, "daemon": probe_daemon, "fill": probe_fill}
