@@ -17,29 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from processes import session, tagged, wait_until
+from processes import DOUBLE, needs, portable_python, session, tagged, wait_until
 from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig
 from prover.verifier import sandbox as sandbox_mod
 
-DOUBLE = str(Path(__file__).with_name("repl_double.py"))
 HEADER = "import Mathlib\n"
 STATEMENT = "theorem t (a b : ℝ) (h : a = b) : b = a := by\n"
-
-
-def works(kind: str) -> bool:
-    return {"bwrap": sandbox_mod.bwrap_works, "unshare": sandbox_mod.unshare_works, "none": lambda: True}[kind]()
-
-
-def needs(kind: str) -> None:
-    if not works(kind):
-        pytest.skip(f"sandbox={kind} cannot create its namespaces on this machine")
-
-
-def portable_python() -> str:
-    """An interpreter every user may run (the system one), so that a worker can drop to a uid of its own
-    even without bwrap; else this one (under /root here, readable by root only)."""
-    system = shutil.which("python3", path="/usr/bin:/bin")
-    return system if system and sandbox_mod._others_can_read(system, through_parents=True) else sys.executable
 
 
 def config(kind: str, tag: str = "", python: str | None = None, **kw) -> VerifierConfig:
