@@ -106,12 +106,9 @@ class LeanPool(LoopThreadVerifier):
         self.config = config = config or VerifierConfig()
         self._argv, self._env = repl_launch(config)  # raises LeanSetupError with the fix
         try:
-            kind = sandbox_mod.resolve_sandbox(config.sandbox)  # warns when auto falls back
+            self._policy = sandbox_mod.policy_for(config, self._argv, self._env)  # warns when auto falls back
         except ValueError as exc:
             raise LeanSetupError(str(exc)) from exc
-        self._policy = sandbox_mod.make_policy(kind, sandbox_mod.limits_from_config(config), self._argv, self._env,
-                                               config.resolved_lean_project() if not config.repl_command else None,
-                                               config.tmpfs_mb)
         logger.info("REPL workers are confined so: %s", self._policy.describe())
         sweep_stale_scratch(config.scratch_dir)
         self._allowlist = config.effective_axiom_allowlist()

@@ -173,6 +173,14 @@ class Policy:
         return " + ".join(ways) or "not enforced (root without its own uid or a pids cgroup)"
 
 
+def policy_for(config, argv: list[str], env: dict[str, str]) -> Policy:
+    """The policy of REPLs started as ``argv`` with ``env`` under ``config`` (a VerifierConfig);
+    ValueError if the sandbox it asks for does not work here."""
+    kind = resolve_sandbox(config.sandbox)
+    project = config.resolved_lean_project() if not config.repl_command else None
+    return make_policy(kind, limits_from_config(config), argv, env, project, config.tmpfs_mb)
+
+
 def make_policy(kind: str, limits: dict[str, int], argv: list[str], env: dict[str, str],
                 project: str | None = None, tmpfs_mb: int = 256) -> Policy:
     """The policy for REPLs started as ``argv`` with ``env``; ``kind`` is already resolved."""
