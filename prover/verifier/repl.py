@@ -184,7 +184,7 @@ class ReplProcess:
     def kill(self) -> None:
         """SIGKILL the REPL, its sandbox and everything they started (process group, descendants, cgroup)."""
         if self.proc is not None:
-            self._confinement.kill(self.proc.pid)
+            self._confinement.kill(self.proc.pid if self.proc.returncode is None else None)
 
     async def close(self) -> None:
         """Kill, reap and remove the scratch directory. Safe to call twice."""

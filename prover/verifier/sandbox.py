@@ -1,35 +1,28 @@
 """Confinement of one REPL process: what it can read, write, reach and start, and who ends it.
 
-A worker is started as ``python -I -S sandbox.py launch SPEC -- [bwrap|unshare ... --] python -I -S
-sandbox.py init SPEC -- repl ...``. The **launcher** (outside) joins the worker's cgroup, applies the
-rlimits and PR_SET_PDEATHSIG (SIGKILL when the pool's thread or process dies, even by SIGKILL) and
-execs the sandbox. The **init** (inside) gives up root for the worker's own uid, applies
-RLIMIT_NPROC (only now does it count per worker: see ``_init``), sets no_new_privs and, where it is
-process 1 of a pid namespace (``unshare``) or the only one left to track descendants (``none``),
-forks the REPL, reaps orphans and ends every descendant when the REPL ends. Doing this in freshly
-exec'd interpreters instead of a ``preexec_fn`` keeps it safe in a threaded parent.
-
-What each sandbox protects (docs/verifier.md has the tested table):
+A worker is started as ``python -I -S launcher.py launch SPEC -- [bwrap|unshare ... --] python -I -S
+launcher.py init SPEC -- repl ...`` (``launcher.py`` says what the two steps do); this module decides
+which sandbox, writes the command line, and kills and cleans up after the worker.
 
 * ``bwrap``: new pid, network, IPC, UTS and cgroup namespaces; only what the REPL needs is bound,
-  read-only: the system (``/usr``, a few files of ``/etc``), the REPL or ``repl_command``'s files, the
-  Lean project, the toolchain, the interpreter of the init; the scratch directory is the one writable
-  place besides ``/tmp``, ``/dev/shm`` and ``/run``, fresh tmpfs of ``tmpfs_mb`` each, whose use
-  counts as the worker's memory. The pid namespace takes every descendant with it.
-* ``unshare``: new network, pid and IPC namespaces; the filesystem is the host's.
+  read-only: the system (``/usr``, a few files of ``/etc``), the REPL or ``repl_command``'s files and
+  the installation they belong to, the Lean project, the toolchain, the init's interpreter; the
+  scratch directory is the one writable place besides ``/tmp``, ``/dev/shm`` and ``/run``, fresh tmpfs
+  of ``tmpfs_mb`` each, whose use counts as the worker's memory. The pid namespace takes every
+  descendant with it.
+* ``unshare``: new network, pid and IPC namespaces; the filesystem is the host's. The init is
+  process 1 of the pid namespace.
 * ``none``: rlimits, process group, parent-death signal, and the init as child subreaper.
 
 In every mode, a pool running as root gives each worker a uid of its own (so that RLIMIT_NPROC
 counts and file permissions apply) when every path the REPL needs is readable by other users, and a
-``pids`` cgroup per worker with ``pids.max`` where the machine offers one.
-
-Only the standard library may be imported at module level: the launcher runs with ``-I -S``.
+``pids`` cgroup per worker with ``pids.max`` where the machine offers one (``cgroups.py``).
+docs/verifier.md has the table of what each mode blocks, as tests/test_sandbox_matrix.py checks it.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import os
@@ -43,13 +36,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prover.verifier import cgroups, launcher
+
 logger = logging.getLogger(__name__)
 
 SANDBOXES = ("bwrap", "unshare", "none")
-
-# rlimit name -> resource constant name; the values come from VerifierConfig (0 = leave as is).
-RLIMITS = {"as": "RLIMIT_AS", "cpu": "RLIMIT_CPU", "nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC",
-           "fsize": "RLIMIT_FSIZE"}
 
 # Workers' own uids (and gids) when the pool runs as root: far above real users (< 60000) and the
 # subordinate ranges of rootless containers (100000 + 65536 per user), 256 per pool, keyed by the
@@ -62,7 +53,6 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What the dynamic loader and libc read in /etc; the rest of it (shadow, ssh keys, ...) stays out.
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives")
 LEAN_PATH_VARS = ("LEAN_SYSROOT", "LEAN_PATH", "LD_LIBRARY_PATH")  # the toolchain and the project's build
-CGROUP_PREFIX = "prover-"  # + the owning process's pid + "-" + a counter: a dead owner's groups can be found
 
 MODES = {  # for run directories and stats: what each sandbox keeps from a proof
     "bwrap": "namespaces (pid, net, ipc, uts, cgroup); reads only the bound paths; writes only scratch and "
@@ -141,7 +131,7 @@ def describe(config) -> dict:
     except ValueError as exc:
         return {**record, "error": str(exc)}
     return {**record, "resolved": kind, "protects": MODES[kind], "pool_user": "root" if os.geteuid() == 0 else "other",
-            "pids_cgroup": _pids_cgroup_parent() is not None}
+            "pids_cgroup": cgroups.parent() is not None}
 
 
 # ---------------------------------------------------------------------------------------- the policy
@@ -192,9 +182,9 @@ def make_policy(kind: str, limits: dict[str, int], argv: list[str], env: dict[st
         if blocked:
             _warn_once(f"REPL workers run as root: {blocked[0]} (or a directory on the way to it) is not readable "
                        f"by other users, so they cannot run under a uid of their own")
-    cgroup = _pids_cgroup_parent() if limits.get("nproc") else None
+    cgroup = cgroups.parent() if limits.get("nproc") else None
     if cgroup:
-        _sweep_stale_cgroups(cgroup)
+        cgroups.sweep_stale(cgroup)
     policy = Policy(kind, dict(limits), tuple(needed), own_uid, cgroup, tmpfs_mb)
     if limits.get("nproc") and policy._process_limit().startswith("not enforced"):
         _warn_once("max_processes is not enforced: REPL workers run as root and this machine offers no pids cgroup")
@@ -248,7 +238,6 @@ def _others_can_read(path: str, through_parents: bool) -> bool:
 
 _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
-_cgroup_counter = itertools.count()
 
 
 class Confinement:
@@ -264,7 +253,7 @@ class Confinement:
             if self.uid is not None:
                 os.chown(scratch, self.uid, self.uid)
             if policy.cgroup_parent:
-                self.cgroup = _make_cgroup(policy.cgroup_parent, policy.limits["nproc"])
+                self.cgroup = cgroups.make(policy.cgroup_parent, policy.limits["nproc"])
         except BaseException:
             self.release()
             raise
@@ -313,22 +302,24 @@ class Confinement:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         return args
 
-    def kill(self, pid: int) -> None:
-        """SIGKILL everything the worker started: its descendants (a daemon left its process group),
-        the process group, and whatever is left in its cgroup."""
-        kill_descendants(pid)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def kill(self, pid: int | None) -> None:
+        """SIGKILL everything the worker started: the descendants of ``pid`` (a daemon left its process
+        group), its process group, and whatever is left in its cgroup. ``pid`` None: it is reaped
+        already (its number may be someone else's now), only the cgroup is left to empty."""
+        if pid is not None:
+            kill_descendants(pid)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.cgroup:
-            _kill_cgroup(self.cgroup)
+            cgroups.kill(self.cgroup)
 
     def release(self) -> bool:
         """After the worker is dead: remove its cgroup, free its uid. False while the kernel still holds
         the cgroup (a member is dying): call again a little later. Safe to call twice."""
         if self.cgroup:
-            if not _remove_cgroup(self.cgroup):
+            if not cgroups.remove(self.cgroup):
                 return False
             self.cgroup = None
         if self.uid is not None:
@@ -356,12 +347,12 @@ class Confinement:
 
 
 def _python(stage: str, spec: dict, argv: list[str]) -> list[str]:
-    return [sys.executable, "-I", "-S", os.path.abspath(__file__), stage, json.dumps(spec), "--", *argv]
+    return [sys.executable, "-I", "-S", os.path.abspath(launcher.__file__), stage, json.dumps(spec), "--", *argv]
 
 
 def _init_paths() -> tuple[str, ...]:
-    """What the init inside bwrap needs: this file and the interpreter that runs it."""
-    return tuple(p for p in dict.fromkeys((os.path.abspath(__file__), sys.executable, sys.base_prefix))
+    """What the init inside bwrap needs: the launcher and the interpreter that runs it."""
+    return tuple(p for p in dict.fromkeys((os.path.abspath(launcher.__file__), sys.executable, sys.base_prefix))
                  if not _under(p, ("/usr",)))
 
 
@@ -378,21 +369,6 @@ def _mount_ns(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
         return None
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    kids = []
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-    return kids
 
 
 def _state_and_parent(pid: int) -> tuple[str, int] | None:
@@ -416,7 +392,7 @@ def kill_descendants(pid: int, rounds: int = 50) -> None:
         frontier = [pid]
         while frontier:
             parent = frontier.pop()
-            for child in _children(parent):
+            for child in launcher.children(parent):
                 info = _state_and_parent(child)
                 if info and info[1] == parent:
                     frontier.append(child)
@@ -430,184 +406,3 @@ def kill_descendants(pid: int, rounds: int = 50) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
         time.sleep(0.001)  # let the init reap them before the next look
-
-
-# ---------------------------------------------------------------------------------------- cgroups
-
-@functools.lru_cache(maxsize=None)
-def _pids_cgroup_parent() -> str | None:
-    """A directory where this process may create pids cgroups (root, a v1 pids hierarchy or a v2
-    cgroup with the pids controller delegated to its children), or None."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        with open("/proc/self/cgroup") as f:
-            mine = [line.rstrip("\n").split(":", 2) for line in f]
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split() for line in f]
-    except OSError:
-        return None
-    candidates = []
-    for fields in mounts:
-        sep = fields.index("-")
-        fstype, options = fields[sep + 1], fields[-1].split(",")
-        if fstype == "cgroup" and "pids" in options:
-            candidates += [fields[4] + path for _, ctl, path in mine if "pids" in ctl.split(",")]
-        elif fstype == "cgroup2":
-            candidates += [fields[4] + path for hid, _, path in mine if hid == "0"]
-    for parent in candidates:
-        parent = parent.rstrip("/") or "/"
-        v2 = os.path.exists(os.path.join(parent, "cgroup.subtree_control"))
-        if v2:
-            try:
-                with open(os.path.join(parent, "cgroup.subtree_control")) as f:
-                    if "pids" not in f.read().split():
-                        continue
-            except OSError:
-                continue
-        probe = os.path.join(parent, f"{CGROUP_PREFIX}probe-{os.getpid()}")
-        try:
-            os.mkdir(probe)
-            ok = os.path.exists(os.path.join(probe, "pids.max"))
-            os.rmdir(probe)
-        except OSError:
-            continue
-        if ok:
-            return parent
-    return None
-
-
-def _make_cgroup(parent: str, max_pids: int) -> str:
-    path = os.path.join(parent, f"{CGROUP_PREFIX}{os.getpid()}-{next(_cgroup_counter)}")
-    os.mkdir(path)
-    with open(os.path.join(path, "pids.max"), "w") as f:
-        f.write(str(max_pids))
-    return path
-
-
-def _cgroup_pids(path: str) -> list[int]:
-    try:
-        with open(os.path.join(path, "cgroup.procs")) as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _kill_cgroup(path: str) -> None:
-    for pid in _cgroup_pids(path):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _remove_cgroup(path: str) -> bool:
-    """Kill what is left in the cgroup and remove it; False if the kernel still refuses (EBUSY while a
-    member is dying)."""
-    _kill_cgroup(path)
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    return True
-
-
-def _sweep_stale_cgroups(parent: str) -> None:
-    """Remove the cgroups of pools that died without cleaning up (killed by a signal they cannot catch)."""
-    for entry in Path(parent).glob(f"{CGROUP_PREFIX}*-*"):
-        owner = entry.name[len(CGROUP_PREFIX):].split("-", 1)[0]
-        if owner.isdigit() and not Path(f"/proc/{owner}").exists() and not _remove_cgroup(str(entry)):
-            logger.warning("could not remove the stale cgroup %s yet", entry)
-
-
-# ---------------------------------------------------------------------------------------- the two stages
-
-def _set_rlimit(resource, which: int, value: int) -> None:
-    _, hard = resource.getrlimit(which)
-    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-    resource.setrlimit(which, (value, value))
-
-
-def _launch(spec: dict, argv: list[str]) -> None:
-    """Outside the sandbox: cgroup, rlimits, parent-death signal; then the sandbox (or the init)."""
-    import ctypes
-    import resource
-
-    if spec.get("cgroup"):
-        with open(os.path.join(spec["cgroup"], "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-    for key, value in spec["limits"].items():
-        if value:
-            _set_rlimit(resource, getattr(resource, RLIMITS[key]), value)
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != spec["parent"]:  # the parent died before the signal was armed
-        os._exit(1)
-    if "init" in spec:
-        _init(spec["init"], argv)
-    os.execvp(argv[0], argv)
-
-
-def _init(spec: dict, argv: list[str]) -> None:
-    """Inside the sandbox: become the worker's uid, limit its processes, then run the REPL.
-
-    RLIMIT_NPROC counts the processes of the caller's uid in its user namespace, and is ignored for
-    root (kernel/fork.c, copy_process): set here, after the uid change and inside any user namespace
-    bwrap or unshare made, it counts this worker's processes only.
-    """
-    import ctypes
-    import resource
-
-    if spec.get("uid") is not None:
-        os.setgroups([])
-        os.setgid(spec["uid"])
-        os.setuid(spec["uid"])  # also clears every capability
-    os.chdir(spec["cwd"])
-    if spec.get("nproc"):
-        _set_rlimit(resource, resource.RLIMIT_NPROC, spec["nproc"])
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_no_new_privs, pr_set_child_subreaper = 38, 36
-    libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0)  # setuid programs cannot give root back
-    if not spec.get("reaper"):
-        os.execvp(argv[0], argv)
-    # Process 1 of a pid namespace ignores the signals it sends itself (a REPL that kills itself
-    # would live on), and without a namespace only a subreaper keeps a daemon's parentage: the REPL
-    # runs as our child, and when it ends, everything it left behind ends with it.
-    libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0)
-    repl = os.fork()
-    if repl == 0:
-        try:
-            os.execvp(argv[0], argv)
-        finally:
-            os._exit(127)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)  # the REPL's pipes close when the REPL does, not when we do
-    os.dup2(devnull, 1)
-    while True:
-        pid, status = os.waitpid(-1, 0)
-        if pid == repl:
-            break
-    while True:
-        for child in _children(os.getpid()):
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-    if os.WIFSIGNALED(status) and os.getpid() != 1:  # die as the REPL died (process 1 cannot)
-        if os.WTERMSIG(status) not in (signal.SIGKILL, signal.SIGSTOP):
-            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-        os.kill(os.getpid(), os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-
-
-if __name__ == "__main__":
-    stage, spec_json, _, *command = sys.argv[1:]
-    (_launch if stage == "launch" else _init)(json.loads(spec_json), command)
