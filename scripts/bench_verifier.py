@@ -34,7 +34,7 @@ from prover.verifier import sandbox as sandbox_mod
 ROOT = Path(__file__).resolve().parent.parent
 DOUBLE = ROOT / "tests" / "repl_double.py"
 sys.path.insert(0, str(DOUBLE.parent))
-from processes import tagged  # noqa: E402  (the tests' helper: processes carrying the double's --tag)
+from processes import tagged  # the tests' helper: processes carrying the double's --tag
 
 # fault class -> (the double's directive, whether a correct proof hides behind it and may be proved)
 FAULTS = {

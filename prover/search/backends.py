@@ -72,7 +72,8 @@ class LeanRepl:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
-        self._repl = ReplProcess(argv, env=env, sandbox=policy, scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name)
+        self._repl = ReplProcess(argv, env=env, sandbox=policy, scratch_root=config.scratch_dir,
+                                 max_response_bytes=config.max_response_mb << 20, name=name)
         try:
             self._run(self._repl.start())
         except BaseException:

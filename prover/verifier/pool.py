@@ -269,12 +269,13 @@ class LeanPool(LoopThreadVerifier):
         except BaseException:
             self._discard(worker)  # cancelled mid-request: its answer would arrive out of turn
             raise
+        memory, wrote = worker.repl.footprint()
         limit = self.config.check_memory_mb
-        if limit and worker.repl.memory_mb() > limit:  # what it wrote to RAM-backed /tmp counts as memory
+        if limit and memory > limit:  # what it wrote to RAM-backed /tmp counts as memory
             self._discard(worker)
             return Verdict(Status.TIMEOUT, f"memory: the check ended above its memory limit ({limit} MB, resident "
                            "plus RAM-backed /tmp)", "memory", time=time.monotonic() - start), None
-        self._release(worker)
+        self._release(worker, memory, wrote)
         return replace(verdict, messages=messages, time=time.monotonic() - start), None
 
     # ------------------------------------------------------------------ workers
@@ -318,8 +319,8 @@ class LeanPool(LoopThreadVerifier):
     async def _start_worker(self, header: str) -> Worker:
         """Start and load a worker (counted live from now on); on failure it is gone again."""
         self._live += 1
-        repl = ReplProcess(self._argv, env=self._env, sandbox=self._policy, scratch_root=self.config.scratch_dir, max_response_bytes=self.config.max_response_mb << 20,
-                           name="repl")
+        repl = ReplProcess(self._argv, env=self._env, sandbox=self._policy, scratch_root=self.config.scratch_dir,
+                           max_response_bytes=self.config.max_response_mb << 20, name="repl")
         worker = Worker(header, repl)
         self._repls.add(repl)
         try:
@@ -376,14 +377,15 @@ class LeanPool(LoopThreadVerifier):
                 return queue.popleft()
         return None
 
-    def _release(self, worker: Worker) -> None:
-        """Back to the pool: to a waiter for its header, retired, or idle."""
+    def _release(self, worker: Worker, memory_mb: float = 0.0, wrote_tmpfs: bool = False) -> None:
+        """Back to the pool: to a waiter for its header, retired, or idle. ``memory_mb`` and ``wrote_tmpfs``:
+        its footprint after the check it just did (a fresh worker is not judged by its memory: one above
+        the limit would be replaced forever)."""
         self._busy.discard(worker)
         limit = self.config.memory_limit_mb
-        # Only a used worker is judged by its memory: a fresh one above the limit would be replaced forever.
         # One that wrote to its RAM-backed /tmp is replaced, so that the next proof finds it empty.
-        if (worker.checks >= self.config.max_checks_per_worker or (limit and worker.checks and worker.repl.memory_mb() > limit)
-                or worker.repl.wrote_tmpfs() or worker.header not in self._headers or self._closed):
+        if (worker.checks >= self.config.max_checks_per_worker or (limit and memory_mb > limit) or wrote_tmpfs
+                or worker.header not in self._headers or self._closed):
             self._retire(worker, replace_it=True)
             return
         for i, (header, waiter) in enumerate(self._waiters):

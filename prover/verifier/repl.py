@@ -225,6 +225,10 @@ class ReplProcess:
     def memory_mb(self) -> float:
         """Resident memory of the process tree (snapshot taken by ``snapshot_tree``) plus what it keeps
         in its sandbox's RAM-backed /tmp, /dev/shm and /run, in MB."""
+        return self.footprint()[0]
+
+    def footprint(self) -> tuple[float, bool]:
+        """``memory_mb``, and whether anything was written to the RAM-backed directories since the start."""
         total = 0
         for pid in self._tree or ([self.proc.pid] if self.proc else []):
             try:
@@ -232,12 +236,6 @@ class ReplProcess:
                     total += int(f.read().split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-        written = self._confinement.tmpfs_usage(self._tree)[0] if self._confinement else 0
-        return (total * _PAGE + written) / (1 << 20)
-
-    def wrote_tmpfs(self) -> bool:
-        """Whether anything was written to the sandbox's RAM-backed directories since the start."""
-        if self._confinement is None:
-            return False
-        used, inodes = self._confinement.tmpfs_usage(self._tree)
-        return used > self._tmpfs_at_start[0] or inodes > self._tmpfs_at_start[1]
+        used, inodes = self._confinement.tmpfs_usage(self._tree) if self._confinement else (0, 0)
+        wrote = used > self._tmpfs_at_start[0] or inodes > self._tmpfs_at_start[1]
+        return (total * _PAGE + used) / (1 << 20), wrote
