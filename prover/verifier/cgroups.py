@@ -11,6 +11,8 @@ import itertools
 import logging
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -43,21 +45,37 @@ def parent() -> str | None:
             continue
         # A container sees its own cgroup as the mount's root: the path is relative to that.
         candidates += [point + (path[len(root):] if root and path.startswith(root) else path) for path in paths]
-    for candidate in candidates:
-        candidate = candidate.rstrip("/") or "/"
-        control = os.path.join(candidate, "cgroup.subtree_control")  # v2: the controller must be delegated
-        try:
-            if os.path.exists(control) and "pids" not in Path(control).read_text().split():
-                continue
-            probe = os.path.join(candidate, f"{PREFIX}probe-{os.getpid()}")
-            os.mkdir(probe)
-            usable = os.path.exists(os.path.join(probe, "pids.max"))
-            os.rmdir(probe)
-        except OSError:
-            continue
-        if usable:
-            return candidate
-    return None
+    candidates = [c.rstrip("/") or "/" for c in candidates]
+    return next((c for c in candidates if _can_hold_a_process(c)), None)
+
+
+def _can_hold_a_process(where: str) -> bool:
+    """Make a cgroup under ``where`` with a pids.max and move a process into it, as a worker's launcher
+    will (cgroup v2 has pids.max only where the controller is delegated, and refuses processes in a
+    cgroup that delegates controllers)."""
+    probe = os.path.join(where, f"{PREFIX}{os.getpid()}-probe")
+    try:
+        os.mkdir(probe)
+    except OSError:
+        return False
+    sleeper = subprocess.Popen(["sleep", "10"])
+    try:
+        with open(os.path.join(probe, "pids.max"), "w") as f:
+            f.write("8")
+        with open(os.path.join(probe, "cgroup.procs"), "w") as f:
+            f.write(str(sleeper.pid))
+        return True
+    except OSError:
+        return False
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for _ in range(100):  # the kernel lets go of the group once the sleeper is fully gone
+            try:
+                os.rmdir(probe)
+                break
+            except OSError:
+                time.sleep(0.01)
 
 
 def make(where: str, max_pids: int) -> str:
