@@ -40,8 +40,6 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-
-
 def _set_rlimit(which: int, value: int) -> None:
     """Soft and hard limit ``value``, or the hard limit if that is lower (only root may raise it)."""
     _, hard = resource.getrlimit(which)

@@ -23,6 +23,7 @@ docs/verifier.md has the table of what each mode blocks, as tests/test_sandbox_m
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -238,6 +239,7 @@ def _others_can_read(path: str, through_parents: bool) -> bool:
 
 _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
+_uid_turn = itertools.count()
 
 
 class Confinement:
@@ -357,9 +359,15 @@ def _init_paths() -> tuple[str, ...]:
 
 
 def _allocate_uid() -> int:
+    """The next of this process's uids in turn, skipping those in use. In turn, not the lowest free: the
+    processes of a worker just killed count against RLIMIT_NPROC until they are reaped, and a worker
+    that took its uid over at once could not start (seen after a fork bomb)."""
     first = UID_BASE + (os.getpid() % 4096) * UIDS_PER_POOL
     with _uid_lock:
-        uid = next((u for u in range(first, first + UIDS_PER_POOL) if u not in _uids_in_use), first)
+        for _ in range(UIDS_PER_POOL):
+            uid = first + next(_uid_turn) % UIDS_PER_POOL
+            if uid not in _uids_in_use:
+                break
         _uids_in_use.add(uid)
     return uid
 
