@@ -95,6 +95,11 @@ def write_run_info(run_dir: str | Path, config: Any, seeds: dict[str, int] | Non
         "cpu_count": os.cpu_count(),
         "lean": lean_versions(lean_project),
     }
+    verifier = getattr(config, "verifier", None)
+    if verifier is not None and hasattr(verifier, "sandbox"):  # the sandbox its REPL workers run in
+        from prover.verifier.sandbox import describe
+
+        info["sandbox"] = describe(verifier)
     if extra:
         info.update(extra)
     info_path.write_text(json.dumps(info, indent=2))

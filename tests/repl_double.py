@@ -60,17 +60,30 @@ ignores), as ``double:NAME`` or ``double:NAME=ARG``; several may be combined:
     spawn             start a grandchild process (sleeping, carrying --tag) before answering
     write=PATH        try to create PATH; an info message says "write PATH: ok" or "write PATH: failed: ..."
     connect=HOST:PORT try a TCP connection; an info message says "connect ...: ok" or "...: failed: ..."
-    once=PATH         apply the fault directives above only if PATH does not exist, creating it
-                      (a transient fault: the retry on a fresh worker succeeds)
+    read=PATH         try to read PATH; an info message says "read PATH: ok: <its first 300 characters>" or
+                      "read PATH: failed: ..." (what a proof reads can reach Lean's messages)
+    fork=N            start N processes that sleep (a fork bomb held in place); an info message "fork N: ok",
+                      or an error "fork N: failed after K: ..." (Lean reports a failed spawn as an error)
+    daemon            start a daemon: fork, setsid, fork again, the grandchild sleeps with its output closed
+    fill=MB           write MB megabytes to /tmp and MB to /dev/shm (RAM-backed in a sandbox); an info
+                      message "fill MB: ok", or an error "fill MB: failed in DIR after K MB: ..."
+    once=PATH         apply the fault directives (slow ... fill, header_hang, header_exit) only if PATH does
+                      not exist, creating it (a transient fault: the retry on a fresh worker succeeds)
     header_error      (in the header) the header does not compile
     defines=NAME      (in the header) the environment also holds constant NAME (standard axioms), e.g.
                       ``Nat.t`` to make ``#print axioms t`` ambiguous under ``open Nat``
+    header_hang       (in the header) never answer the header
+    header_exit       (in the header) exit (code 1) before answering the header
 
 As Lean does, a theorem also depends on ``sorryAx`` when its text names it, on ``Lean.ofReduceBool``
 when it uses ``native_decide`` or ``decide +native``, and on an ``axiom`` the same command declares
 and uses. A literal ``sorry`` in a command (outside comments) acts as ``double:sorry``, and so do the tactics
 Lean turns into one: ``stop`` (core: ``repeat sorry``), ``slim_check`` and ``plausible`` (Mathlib:
 they admit the goal when they find no counterexample).
+
+The sandbox probes (write, connect, read, fork, daemon, fill) do what a proof can do from inside Lean
+through ``IO`` in a tactic or ``#eval`` (``IO.FS``, ``IO.Process.spawn`` of any program); an IO
+error that escapes is reported by Lean as an error message, which is how fork and fill answer a failure.
 
 State graph (tactic mode), a JSON file given by --graph or $REPL_DOUBLE_GRAPH:
 
@@ -107,7 +120,7 @@ SORRY_TACTIC = re.compile(r"(?:^|=>|\bby\b|;|·)[ \t]*(?:stop|slim_check|plausib
 OPEN_LINE = re.compile(r"^\s*open\s+([^\n]+)", re.M)
 COMMENT = re.compile(r"--[^\n]*|/-.*?-/", re.S)
 FAULTS = {"slow", "hang", "exit", "sigkill", "oom", "garbage", "unknown_env", "error", "sorry", "silent_sorry",
-          "axiom", "huge"}
+          "axiom", "huge", "fork", "daemon", "fill", "header_hang", "header_exit"}
 STANDARD_AXIOMS = ["propext", "Classical.choice", "Quot.sound"]
 
 
@@ -152,6 +165,7 @@ class Double:
         names = {d for d, _ in directives}
         if "env" not in req:
             time.sleep(self.args.start_delay)
+            header_fault(names)
             messages = [self.message("error", "unknown package 'Mathlib'")] if "header_error" in names else []
             self.opened = [ns for line in OPEN_LINE.findall(COMMENT.sub(" ", text)) for ns in line.split()]
             defined = {arg: list(STANDARD_AXIOMS) for d, arg in directives if d == "defines"}
@@ -217,6 +231,8 @@ class Double:
                     messages.append(self.message("info", f"connect {arg}: ok"))
                 except OSError as exc:
                     messages.append(self.message("info", f"connect {arg}: failed: {exc}"))
+            elif name in SANDBOX_PROBES:
+                messages.append(SANDBOX_PROBES[name](self, arg))
         if "error" in names:
             detail = next(a for d, a in directives if d == "error") or "unsolved goals\n⊢ False"
             messages.append(self.message("error", detail.replace("_", " "), line=2))
@@ -344,6 +360,76 @@ def resolve_constant(name: str, theorems: dict, opened: list[str]) -> list[str]:
     else:
         candidates = [f"{ns}.{name}" for ns in opened] + [name]
     return [c for c in candidates if c in theorems]
+
+
+def header_fault(names: set[str]) -> None:
+    """A header that never loads: one that hangs, or one whose process exits before answering."""
+    if "header_hang" in names:
+        while True:
+            time.sleep(3600)
+    if "header_exit" in names:
+        os._exit(1)
+
+
+# What a proof might try against its sandbox (issue 17): each returns the message it answers with.
+
+def probe_read(double: Double, path: str) -> dict:
+    try:
+        with open(path, errors="replace") as f:
+            return double.message("info", f"read {path}: ok: {f.read(300)}")
+    except OSError as exc:
+        return double.message("info", f"read {path}: failed: {exc}")
+
+
+def _detach_and_sleep(seconds: float) -> None:
+    """In a forked child: let go of the REPL's pipes (so they close when the REPL dies), sleep, exit."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    time.sleep(seconds)
+    os._exit(0)
+
+
+def probe_fork(double: Double, count: str) -> dict:
+    """os.fork keeps the command line, so every child carries --tag and tests can count them."""
+    started = 0
+    try:
+        for _ in range(int(count)):
+            if os.fork() == 0:
+                _detach_and_sleep(600)
+            started += 1
+    except OSError as exc:
+        return double.message("error", f"fork {count}: failed after {started}: {exc}")
+    return double.message("info", f"fork {count}: ok")
+
+
+def probe_daemon(double: Double, _arg) -> dict:
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        if os.fork() == 0:
+            _detach_and_sleep(600)
+        os._exit(0)
+    os.waitpid(child, 0)
+    return double.message("info", "daemon: started")
+
+
+def probe_fill(double: Double, megabytes: str) -> dict:
+    chunk = b"\x01" * (1 << 20)
+    for folder in ("/tmp", "/dev/shm"):
+        written = 0
+        try:
+            with open(os.path.join(folder, f"double-fill-{os.getpid()}"), "wb") as f:
+                for _ in range(int(megabytes)):
+                    f.write(chunk)
+                    f.flush()
+                    written += 1
+        except OSError as exc:
+            return double.message("error", f"fill {megabytes}: failed in {folder} after {written} MB: {exc}")
+    return double.message("info", f"fill {megabytes}: ok (double-fill-{os.getpid()})")
+
+
+SANDBOX_PROBES = {"read": probe_read, "fork": probe_fork, "daemon": probe_daemon, "fill": probe_fill}
 
 
 def read_request(stream) -> str | None:

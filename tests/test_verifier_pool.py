@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -249,6 +251,86 @@ def test_a_header_that_does_not_compile_is_an_error_for_every_proof():
         verdicts = pool.check_batch([request(f"  linarith -- {i}", header="import Mathlib -- double:header_error")
                                      for i in range(3)])
     assert all(v.status is Status.ERROR and v.check == "header" for v in verdicts)
+
+
+@pytest.fixture
+def starts(monkeypatch):
+    """How many REPL processes the pool starts (each one loads the header once)."""
+    from prover.verifier.repl import ReplProcess
+
+    count = [0]
+    start = ReplProcess.start
+
+    async def counting(self):
+        count[0] += 1
+        return await start(self)
+
+    monkeypatch.setattr(ReplProcess, "start", counting)
+    return count
+
+
+@pytest.mark.parametrize("fault, reason", [("header_error", "header does not compile"),
+                                           ("header_hang", "did not load the header within start_timeout=1 s"),
+                                           ("header_exit", "exited (code 1) (2 workers in a row)")])
+def test_a_header_that_cannot_load_is_tried_once_per_worker_then_answered_at_once(fault, reason, starts):
+    bad = f"import Mathlib -- double:{fault}"
+    with LeanPool(config(workers=4, start_timeout=1.0, sandbox="none")) as pool:
+        first = pool.check_batch([request(f"  linarith -- {i}", header=bad) for i in range(40)])
+        tried = starts[0]
+        began = time.monotonic()
+        again = pool.check_batch([request(f"  linarith -- again {i}", header=bad) for i in range(40)])
+        assert time.monotonic() - began < 1.0  # no start, no start timeout
+        # At most the 4 workers starting at once, and one more that takes the slot of the first crash.
+        assert starts[0] == tried <= 5, (tried, starts[0])
+        for verdict in first + again:
+            assert verdict.status is Status.ERROR and verdict.check == "header", verdict
+            assert reason in verdict.reason, verdict.reason
+        assert pool.check_batch([request("  linarith", header="import Mathlib -- another")])[0].proved
+    with LeanPool(config(workers=4, start_timeout=1.0, sandbox="none")) as pool:  # a new pool tries again
+        pool.check_batch([request("  linarith", header=bad)])
+    assert starts[0] > tried + 1
+
+
+def test_one_crash_while_loading_a_header_is_not_held_against_it(starts):
+    marker = Path(tempfile.mkdtemp()) / "crashed"  # not under pytest's 0700 tree: a worker may run as its own uid
+    marker.parent.chmod(0o777)
+    try:
+        header = f"import Mathlib -- double:once={marker} double:header_exit"
+        with LeanPool(config(workers=1, sandbox="none")) as pool:
+            verdicts = pool.check_batch([request(f"  linarith -- {i}", header=header) for i in range(3)])
+    finally:
+        shutil.rmtree(marker.parent, ignore_errors=True)
+    assert [v.status for v in verdicts] == [Status.PROVED] * 3 and starts[0] == 2
+
+
+def test_ctrl_c_cancels_the_rest_of_the_batch():
+    """SIGINT while check_batch waits: the requests not yet checked are dropped, running checks stopped,
+    and the next check does not wait behind them."""
+    with LeanPool(config(workers=2, timeout=30)) as pool:
+        pool.warm([HEADER])
+        # Ctrl-C reaches the main thread (the kernel prefers the thread group leader for a process signal)
+        timer = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+        timer.start()
+        began = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                pool.check_batch([request(f"  linarith -- {i} double:slow=2") for i in range(20)])  # 20 s of work
+        finally:
+            timer.cancel()
+        assert time.monotonic() - began < 10
+        stats = pool.stats()
+        assert stats["waiting"] == 0 and stats["busy"] == 0, stats
+        began = time.monotonic()
+        assert pool.check_batch([request("  linarith -- next")])[0].proved
+        assert time.monotonic() - began < 10  # a batch left running would take 18 s more
+
+
+def test_stats_after_close_count_no_worker():
+    pool = LeanPool(config(workers=2), headers=[HEADER])
+    assert pool.check_batch([request("  linarith")])[0].proved
+    assert pool.stats()["live"] == 2
+    pool.close()
+    assert pool.stats()["live"] == 0 and pool.stats()["idle"] == 0
 
 
 def test_screen_and_statement_errors_need_no_worker():

@@ -67,15 +67,14 @@ class LeanRepl:
 
         argv, env = repl_launch(config)  # LeanSetupError says how to fix a missing project
         try:
-            kind = sandbox.resolve_sandbox(config.sandbox)
+            policy = sandbox.policy_for(config, argv, env)
         except ValueError as exc:
             raise LeanSetupError(str(exc)) from exc
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
-        self._repl = ReplProcess(argv, env=env, sandbox=kind, limits=sandbox.limits_from_config(config),
-                                 scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, name=name,
-                                 record=record)
+        self._repl = ReplProcess(argv, env=env, sandbox=policy, scratch_root=config.scratch_dir,
+                                 max_response_bytes=config.max_response_mb << 20, name=name, record=record)
         try:
             self._run(self._repl.start())
         except BaseException:

@@ -12,6 +12,17 @@ from prover.verifier.errors import PoolClosedError
 from prover.verifier.verdict import ProofRequest, Verdict
 
 
+CANCEL_GRACE = 10.0  # seconds an interrupted blocking call waits for its cancelled work to wind down
+
+
+async def _signalling(coro, finished: threading.Event):
+    """``coro``, setting ``finished`` when it is over (also when cancelled)."""
+    try:
+        return await coro
+    finally:
+        finished.set()
+
+
 class Verifier(abc.ABC):
     """Checks proofs. A context manager; ``close`` is idempotent and leaves no process behind."""
 
@@ -99,14 +110,27 @@ class LoopThreadVerifier(Verifier):
         return future
 
     def _run(self, coro):
-        """Run ``coro`` on the loop and wait for it (from any thread but the loop's own)."""
+        """Run ``coro`` on the loop and wait for it (from any thread but the loop's own).
+
+        If the caller is interrupted while it waits (Ctrl-C), the work is cancelled: requests still
+        waiting for a worker are dropped and running checks stopped, so the next call does not queue
+        behind a batch nobody wants. The interrupt is re-raised once that is done.
+        """
         if self._closed:
             coro.close()
             raise PoolClosedError(f"the {type(self).__name__} is closed")
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(f"blocking {type(self).__name__} call from its own thread; await check() instead")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        finished = threading.Event()
+        future = asyncio.run_coroutine_threadsafe(_signalling(coro, finished), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                future.cancel()  # cancels the task on the loop
+                finished.wait(CANCEL_GRACE)  # a second Ctrl-C ends this wait early
+            raise
 
     async def _on_loop(self, coro):
         """Await ``coro`` on the verifier's loop from whichever loop the caller runs on."""

@@ -34,9 +34,10 @@ class VerifierConfig:
     ray_cpus_per_actor: int = field(default=8, metadata={"help": "CPUs (REPL workers) per Ray verifier actor"})
     check_memory_mb: int = field(default=24576, metadata={"help": "resident memory (MB) at which a running check is stopped: verdict timeout, check=memory (one miniF2F proof once took 170 GB); 0 = none"})
     max_open_files: int = field(default=4096, metadata={"help": "RLIMIT_NOFILE per worker"})
-    max_processes: int = field(default=8192, metadata={"help": "RLIMIT_NPROC per worker; Linux counts every thread of the user, so keep it well above what the user already runs; 0 = none"})
+    max_processes: int = field(default=1024, metadata={"help": "processes and threads per worker (cgroup pids.max where the machine offers it, and RLIMIT_NPROC under the worker's own uid or user namespace; under sandbox=none as a non-root user RLIMIT_NPROC counts all of that user's processes); Lean starts about one thread per core; 0 = none"})
     max_file_mb: int = field(default=1024, metadata={"help": "RLIMIT_FSIZE per worker (MB): the largest file a worker may write, its stderr log included"})
     max_response_mb: int = field(default=64, metadata={"help": "largest REPL answer read (MB); a larger one counts as a broken worker"})
+    tmpfs_mb: int = field(default=256, metadata={"help": "size (MB) of each of the fresh RAM-backed /tmp, /dev/shm and /run inside bwrap; what a check writes there counts against the memory limits, and a fresh worker follows such a check"})
     scratch_dir: str | None = field(default=None, metadata={"help": "where workers get their private scratch directories (default: the system temp dir)"})
     max_pending: int = field(default=0, metadata={"help": "requests submitted with submit() that may wait at once before submit() blocks; 0 = 8 x workers"})
 
@@ -52,6 +53,8 @@ class VerifierConfig:
                      "max_processes", "max_file_mb", "max_pending"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0 (0 = no limit)")
+        if self.tmpfs_mb < 1:
+            raise ValueError(f"tmpfs_mb={self.tmpfs_mb}: the sandbox's /tmp needs at least 1 MB")
         if self.max_response_mb < 1:
             raise ValueError(f"max_response_mb={self.max_response_mb}: must be >= 1")
         if self.backend == "http" and not self.url:

@@ -11,8 +11,11 @@ A check: cache -> static screen -> name from the trusted statement -> ``statemen
 (layer 2: errors, sorries, the sorry warning) -> ``#print axioms <name>`` as a separate request on the
 resulting env (layer 3). A timeout kills the worker's process group (verdict timeout); a crash, EOF
 or unreadable answer restarts the worker and retries once, then gives an ERROR verdict (reward None).
-Workers retire after ``max_checks_per_worker`` checks or above ``memory_limit_mb``, and are replaced
-in the background so the pool stays warm.
+Workers retire after ``max_checks_per_worker`` checks, above ``memory_limit_mb``, or after a check
+that wrote to their sandbox's RAM-backed /tmp, and are replaced in the background so the pool stays
+warm. A header that cannot load (it does not compile, its worker crashes twice in a row, or it
+outlasts ``start_timeout``) is remembered: every request under it gets ``error/header`` at once,
+until the pool is restarted.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ _live_pools: weakref.WeakSet[LeanPool] = weakref.WeakSet()
 
 
 class HeaderError(WorkerStartError):
-    """The header itself does not compile: every proof under it gets an ERROR verdict."""
+    """The header cannot be loaded (it does not compile, or it was given up): every proof under it
+    gets an ERROR verdict."""
 
 
 class Worker:
@@ -102,12 +106,10 @@ class LeanPool(LoopThreadVerifier):
         self.config = config = config or VerifierConfig()
         self._argv, self._env = repl_launch(config)  # raises LeanSetupError with the fix
         try:
-            self._sandbox = sandbox_mod.resolve_sandbox(config.sandbox)
+            self._policy = sandbox_mod.policy_for(config, self._argv, self._env)  # warns when auto falls back
         except ValueError as exc:
             raise LeanSetupError(str(exc)) from exc
-        if self._sandbox == "none" and config.sandbox == "auto":
-            logger.warning("no working bwrap or unshare here: REPL workers run without a namespace sandbox")
-        self._limits = sandbox_mod.limits_from_config(config)
+        logger.info("REPL workers are confined so: %s", self._policy.describe())
         sweep_stale_scratch(config.scratch_dir)
         self._allowlist = config.effective_axiom_allowlist()
         policy = f"{sorted(self._allowlist)}|native={config.allow_native}|{lean_version_id(config)}"
@@ -117,7 +119,8 @@ class LeanPool(LoopThreadVerifier):
         self._busy: set[Worker] = set()
         self._live = 0  # workers starting, idle or busy
         self._headers: OrderedDict[str, None] = OrderedDict()  # LRU of headers kept warm
-        self._bad_headers: dict[str, str] = {}
+        self._bad_headers: dict[str, str] = {}  # header -> why it cannot load (kept until the pool restarts)
+        self._start_crashes: dict[str, int] = {}  # header -> workers that crashed loading it, in a row
         self._waiters: deque[tuple[str, asyncio.Future]] = deque()
         self._tasks: set[asyncio.Task] = set()
         self._repls: set[ReplProcess] = set()  # every process started and not yet closed
@@ -141,9 +144,10 @@ class LeanPool(LoopThreadVerifier):
         self._run(self._warm([layout(h, "", "").header for h in headers]))
 
     def stats(self) -> dict:
-        """Live, idle and busy workers, and cache size (for progress displays)."""
+        """Live, idle and busy workers, cache size (for progress displays), and the sandbox in use."""
         return {"live": self._live, "idle": sum(len(q) for q in self._idle.values()), "busy": len(self._busy),
-                "waiting": len(self._waiters), "cached": len(self._cache), "headers": list(self._headers)}
+                "waiting": len(self._waiters), "cached": len(self._cache), "headers": list(self._headers),
+                "bad_headers": dict(self._bad_headers), "sandbox": self._policy.describe()}
 
     def close(self) -> None:
         if threading.current_thread() is self._thread:
@@ -178,7 +182,11 @@ class LeanPool(LoopThreadVerifier):
         if cached is not None:
             return cached
         if key in self._inflight:  # the same proof is being checked right now
-            verdict = await asyncio.shield(self._inflight[key])
+            shared = self._inflight[key]
+            await asyncio.wait({shared})  # raises only if this request is cancelled, never cancels the check
+            if shared.cancelled():  # its own caller gave it up (Ctrl-C): check it for this one
+                return await self._check(request)
+            verdict = shared.result()
             return replace(verdict, cached=True, time=0.0, messages=list(verdict.messages))
         future = self._loop.create_future()
         self._inflight[key] = future
@@ -191,8 +199,12 @@ class LeanPool(LoopThreadVerifier):
                 logger.exception("internal error while checking %s", request.name or key[:12])
                 verdict = Verdict(Status.ERROR, f"infra: internal error: {type(exc).__name__}: {exc}", "infra")
         except BaseException as exc:
-            future.set_exception(PoolClosedError("the pool closed") if isinstance(exc, asyncio.CancelledError) else exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            if isinstance(exc, asyncio.CancelledError) and not self._closed:
+                future.cancel()  # a request sharing this check runs it itself
+            else:
+                future.set_exception(PoolClosedError("the pool closed") if isinstance(exc, asyncio.CancelledError)
+                                     else exc)
+                future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
         finally:
             del self._inflight[key]
@@ -213,18 +225,18 @@ class LeanPool(LoopThreadVerifier):
         last: ReplError | None = None
         for attempt in (1, 2):
             if lay.header in self._bad_headers:
-                return Verdict(Status.ERROR, f"header: {self._bad_headers[lay.header]}", "header")
+                break
             try:
                 worker = await self._acquire(lay.header)
-            except HeaderError as exc:
-                self._bad_headers[lay.header] = exc.reason
-                continue
-            except WorkerStartError as exc:
+            except ReplError as exc:  # the worker did not start; a header given up is answered below
                 last = exc
                 continue
             verdict, last = await self._run_on(worker, lay, name, attempt)
             if verdict is not None:
                 return verdict
+        if lay.header in self._bad_headers:
+            return Verdict(Status.ERROR, f"header: {self._bad_headers[lay.header]}", "header",
+                           time=time.monotonic() - start)
         return Verdict(Status.ERROR, f"infra: {last.reason if last else 'no worker'}"
                        + (f" (stderr: {last.stderr[-300:]})" if last and last.stderr else ""), "infra",
                        time=time.monotonic() - start)
@@ -257,7 +269,13 @@ class LeanPool(LoopThreadVerifier):
         except BaseException:
             self._discard(worker)  # cancelled mid-request: its answer would arrive out of turn
             raise
-        self._release(worker)
+        memory, wrote = worker.repl.footprint()
+        limit = self.config.check_memory_mb
+        if limit and memory > limit:  # what it wrote to RAM-backed /tmp counts as memory
+            self._discard(worker)
+            return Verdict(Status.TIMEOUT, f"memory: the check ended above its memory limit ({limit} MB, resident "
+                           "plus RAM-backed /tmp)", "memory", time=time.monotonic() - start), None
+        self._release(worker, memory, wrote)
         return replace(verdict, messages=messages, time=time.monotonic() - start), None
 
     # ------------------------------------------------------------------ workers
@@ -267,6 +285,8 @@ class LeanPool(LoopThreadVerifier):
         while True:
             if self._closed:
                 raise PoolClosedError("the pool is closed")
+            if header in self._bad_headers:
+                raise HeaderError(self._bad_headers[header])
             idle = self._idle.get(header)
             if idle:
                 worker = idle.popleft()
@@ -299,22 +319,45 @@ class LeanPool(LoopThreadVerifier):
     async def _start_worker(self, header: str) -> Worker:
         """Start and load a worker (counted live from now on); on failure it is gone again."""
         self._live += 1
-        repl = ReplProcess(self._argv, env=self._env, sandbox=self._sandbox, limits=self._limits,
-                           scratch_root=self.config.scratch_dir, max_response_bytes=self.config.max_response_mb << 20,
-                           name="repl")
+        repl = ReplProcess(self._argv, env=self._env, sandbox=self._policy, scratch_root=self.config.scratch_dir,
+                           max_response_bytes=self.config.max_response_mb << 20, name="repl")
         worker = Worker(header, repl)
         self._repls.add(repl)
         try:
             if self._closed:
                 raise PoolClosedError("the pool is closed")
             await worker.start(self.config.start_timeout)
-        except BaseException:
+        except BaseException as exc:
             self._live -= 1
             self._close_repl(repl)
+            if isinstance(exc, ReplError):
+                self._judge_header(header, exc)
             self._wake_one()
             raise
+        self._start_crashes.pop(header, None)
         logger.debug("worker %d started (pid %s)", worker.id, repl.pid)
         return worker
+
+    def _judge_header(self, header: str, failure: ReplError) -> None:
+        """Give a header up after it failed to compile, outlasted ``start_timeout`` or crashed twice in a row:
+        with Mathlib each try costs up to ``start_timeout`` (600 s), for every request under it."""
+        if header in self._bad_headers:
+            return
+        if isinstance(failure, HeaderError):
+            reason = failure.reason
+        elif isinstance(failure.__cause__, ReplTimeout):
+            reason = f"the worker did not load the header within start_timeout={self.config.start_timeout:g} s"
+        else:
+            self._start_crashes[header] = crashes = self._start_crashes.get(header, 0) + 1
+            if crashes < 2:
+                return
+            reason = f"{failure.reason} ({crashes} workers in a row)"
+        logger.error("giving up the header %r until the pool restarts: %s", header[:80], reason)
+        self._bad_headers[header] = reason
+        for h, waiter in list(self._waiters):  # they would wait for a worker that cannot come
+            if h == header and not waiter.done():
+                self._waiters.remove((h, waiter))
+                waiter.set_result(None)
 
     def _touch(self, header: str) -> None:
         """Mark ``header`` recently used; forget the least recently used beyond ``max_headers``."""
@@ -334,12 +377,14 @@ class LeanPool(LoopThreadVerifier):
                 return queue.popleft()
         return None
 
-    def _release(self, worker: Worker) -> None:
-        """Back to the pool: to a waiter for its header, retired, or idle."""
+    def _release(self, worker: Worker, memory_mb: float = 0.0, wrote_tmpfs: bool = False) -> None:
+        """Back to the pool: to a waiter for its header, retired, or idle. ``memory_mb`` and ``wrote_tmpfs``:
+        its footprint after the check it just did (a fresh worker is not judged by its memory: one above
+        the limit would be replaced forever)."""
         self._busy.discard(worker)
         limit = self.config.memory_limit_mb
-        # Only a used worker is judged by its memory: a fresh one above the limit would be replaced forever.
-        if (worker.checks >= self.config.max_checks_per_worker or (limit and worker.checks and worker.repl.rss_mb() > limit)
+        # One that wrote to its RAM-backed /tmp is replaced, so that the next proof finds it empty.
+        if (worker.checks >= self.config.max_checks_per_worker or (limit and memory_mb > limit) or wrote_tmpfs
                 or worker.header not in self._headers or self._closed):
             self._retire(worker, replace_it=True)
             return
@@ -414,7 +459,7 @@ class LeanPool(LoopThreadVerifier):
         while not self._closed:
             await asyncio.sleep(WATCHDOG_INTERVAL)
             for worker in list(self._busy):
-                if not worker.repl.oom and worker.repl.rss_mb() > limit:
+                if not worker.repl.oom and worker.repl.memory_mb() > limit:
                     logger.warning("worker %d passed %d MB: killing it", worker.id, limit)
                     worker.repl.oom = True
                     worker.repl.kill()
@@ -425,7 +470,11 @@ class LeanPool(LoopThreadVerifier):
                 waiter.set_exception(PoolClosedError("the pool was closed while the request waited for a worker"))
                 waiter.exception()
         self._waiters.clear()
-        self._busy.clear()
+        self._busy.clear()  # their checks fail over to a retry that finds the pool closed, and retire them
+        for queue in self._idle.values():
+            for worker in queue:
+                self._live -= 1
+                self._close_repl(worker.repl)
         self._idle.clear()
         for repl in self._repls:  # first kill every process at once, then reap them
             repl.kill()

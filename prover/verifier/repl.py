@@ -6,7 +6,7 @@ line. An answer is a JSON object, pretty-printed over several lines, followed by
 never contains a blank line, so an answer is everything up to the next ``\\n\\n``.
 
 The process runs in its own session (so its whole process group can be killed at once), in a
-private scratch directory with a clean environment, under the launcher of ``sandbox.py``.
+private scratch directory with a clean environment, confined as ``sandbox.py`` says.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 SCRATCH_PREFIX = "prover-repl-"  # + the owning process's pid + "-": a crashed owner's leftovers can be found
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+RELEASE_TRIES = 200  # x 10 ms: how long close() waits for the kernel to let go of a dead worker's cgroup
+EXIT_GRACE = 1.0  # seconds a REPL that closed its output gets to exit by itself (its init reaps first)
 
 
 def sweep_stale_scratch(root: str | None = None) -> int:
@@ -66,7 +68,8 @@ class ReplProcess:
     After any of them the process is dead and must be replaced.
     """
 
-    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, sandbox: str = "none",
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None,
+                 sandbox: sandbox_mod.Policy | str = "none",
                  limits: dict[str, int] | None = None, scratch_root: str | None = None,
                  max_response_bytes: int = 64 << 20, name: str = "repl",
                  record: Callable[[dict[str, Any], bytes], None] | None = None):
@@ -83,6 +86,8 @@ class ReplProcess:
         self._tree: list[int] = []
         self._stderr_path: Path | None = None
         self.record = record  # called with each request and the raw answer (the self-test's golden files)
+        self._confinement: sandbox_mod.Confinement | None = None
+        self._tmpfs_at_start = (0, 0)
 
     @property
     def pid(self) -> int | None:
@@ -103,13 +108,17 @@ class ReplProcess:
         try:
             self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self.scratch_root))
             self._stderr_path = self.scratch / "stderr.log"
-            inner = sandbox_mod.wrap(self.argv, self.sandbox, str(self.scratch))
+            policy = self.sandbox if isinstance(self.sandbox, sandbox_mod.Policy) else sandbox_mod.make_policy(
+                self.sandbox, self.limits, self.argv, self.extra_env)
+            self._confinement = sandbox_mod.Confinement(policy, str(self.scratch))
             with open(self._stderr_path, "wb") as stderr:
                 self.proc = await asyncio.create_subprocess_exec(
-                    *sandbox_mod.launcher_argv(inner, self.limits), stdin=asyncio.subprocess.PIPE,
+                    *self._confinement.command(self.argv), stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE, stderr=stderr, env=self._child_env(), cwd=self.scratch,
                     start_new_session=True, limit=self.max_response_bytes)
         except OSError as exc:
+            if self._confinement:
+                self._confinement.release()
             self._remove_scratch()
             raise ReplCrashed(f"could not start {self.argv[0]}: {exc}") from exc
 
@@ -135,7 +144,7 @@ class ReplProcess:
             self.kill()
             raise ReplProtocolError(f"answer larger than {self.max_response_bytes >> 20} MB") from None
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as exc:
-            code = await self._reap()
+            code = await self._reap(EXIT_GRACE)
             raise ReplCrashed(self._death_reason(code), self.stderr_tail()) from exc
         try:
             answer = json.loads(raw)
@@ -157,7 +166,13 @@ class ReplProcess:
                     self.record(payload, raw)
                 return raw
 
-    async def _reap(self) -> int | None:
+    async def _reap(self, grace: float = 0.0) -> int | None:
+        """Wait for the process to end, killing it now or after ``grace`` seconds; its exit code, or None."""
+        if grace:
+            try:
+                return await _with_timeout(self.proc.wait(), grace)
+            except asyncio.TimeoutError:
+                pass
         self.kill()
         try:
             return await _with_timeout(self.proc.wait(), 5)
@@ -172,13 +187,9 @@ class ReplProcess:
         return f"{self.name} exited (code {code})"
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (the REPL, its sandbox, anything they started)."""
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """SIGKILL the REPL, its sandbox and everything they started (process group, descendants, cgroup)."""
+        if self.proc is not None:
+            self._confinement.kill(self.proc.pid if self.proc.returncode is None else None)
 
     async def close(self) -> None:
         """Kill, reap and remove the scratch directory. Safe to call twice."""
@@ -187,6 +198,12 @@ class ReplProcess:
             await self._reap()
             self.proc.stdin.close()
             self.proc._transport.close()  # no public way; else its __del__ may run after the loop closed
+        for _ in range(RELEASE_TRIES):
+            if self._confinement is None or self._confinement.release():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            logger.warning("%s: could not remove its cgroup %s", self.name, self._confinement.cgroup)
         self._remove_scratch()
 
     def _remove_scratch(self) -> None:
@@ -208,9 +225,15 @@ class ReplProcess:
             pids += children
             frontier += children
         self._tree = pids
+        self._tmpfs_at_start = self._confinement.tmpfs_usage(pids)
 
-    def rss_mb(self) -> float:
-        """Resident memory of the process tree in MB (snapshot taken by ``snapshot_tree``)."""
+    def memory_mb(self) -> float:
+        """Resident memory of the process tree (snapshot taken by ``snapshot_tree``) plus what it keeps
+        in its sandbox's RAM-backed /tmp, /dev/shm and /run, in MB."""
+        return self.footprint()[0]
+
+    def footprint(self) -> tuple[float, bool]:
+        """``memory_mb``, and whether anything was written to the RAM-backed directories since the start."""
         total = 0
         for pid in self._tree or ([self.proc.pid] if self.proc else []):
             try:
@@ -218,4 +241,6 @@ class ReplProcess:
                     total += int(f.read().split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-        return total * _PAGE / (1 << 20)
+        used, inodes = self._confinement.tmpfs_usage(self._tree) if self._confinement else (0, 0)
+        wrote = used > self._tmpfs_at_start[0] or inodes > self._tmpfs_at_start[1]
+        return (total * _PAGE + used) / (1 << 20), wrote

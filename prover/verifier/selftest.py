@@ -30,7 +30,7 @@ from prover.verifier.judge import axioms_command, axiom_lines, judge_axioms, jud
 from prover.verifier.lean_project import repl_launch
 from prover.verifier.pool import LeanPool
 from prover.verifier.repl import ReplProcess
-from prover.verifier.sandbox import limits_from_config, resolve_sandbox
+from prover.verifier.sandbox import policy_for
 from prover.verifier.verdict import ProofRequest, Status, Verdict
 
 logger = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def check_pool(config: VerifierConfig, report: Report) -> None:
 
 async def _check_layers(config: VerifierConfig, report: Report, record: Callable) -> None:
     argv, env = repl_launch(config)
-    repl = ReplProcess(argv, env=env, sandbox=resolve_sandbox(config.sandbox), limits=limits_from_config(config),
+    repl = ReplProcess(argv, env=env, sandbox=policy_for(config, argv, env),
                        scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, record=record)
     await repl.start()
     try:
@@ -233,7 +233,7 @@ async def _replay_golden(config: VerifierConfig, golden: Path, report: Report) -
         if conversation is None:
             continue
         start = time.monotonic()
-        repl = ReplProcess(argv, env=env, sandbox=resolve_sandbox(config.sandbox), limits=limits_from_config(config),
+        repl = ReplProcess(argv, env=env, sandbox=policy_for(config, argv, env),
                            scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20)
         await repl.start()
         first_difference = ""
