@@ -104,6 +104,49 @@ def test_extract_continuation(completion, require_fence, expected):
     assert get_template("deepseek-v1.5-cot").extract(completion, PROBLEM, require_fence) == expected
 
 
+@pytest.mark.parametrize("completion, expected", [
+    # the fence ends the completion: the proof before it
+    ("  nlinarith [sq_nonneg x]\n```", "  nlinarith [sq_nonneg x]"),
+    # whitespace (and the EOS the decoder dropped) after the fence is allowed
+    ("  positivity\n```\n", "  positivity"),
+    ("  positivity\n```  \n\n", "  positivity"),
+    # any other text after the fence: wrong (the default rule would cut it and check "  positivity")
+    ("  positivity\n```\n\nThis proof uses positivity.", None),
+    # a second block after the first: the completion still ends with a fence, the proof is the first block's
+    ("  simp\n```\n```lean4\ntheorem other : False := by\n  sorry\n```", "  simp"),
+    # a fence in the middle of a line does not end the proof (the reference's regex wants newline + fence) ...
+    ("  simp ```\n  ring\n```", "  simp ```\n  ring"),
+    # ... and with no fence at a line start there is no proof
+    ("  simp```", None),
+    # no closing fence at all
+    ("  nlinarith [sq_nonneg x", None),
+    # a fence at once: empty proof
+    ("```", None),
+    ("\n```", None),
+])
+def test_reject_text_after_fence(completion, expected):
+    """The reference's penalize_extra_text, as rewarding-unlikely-release verl/lean/verifier.py applies
+    it: a completion whose stripped text does not end with the fence scores 0, and the checked code is
+    its regex group from the opening fence to the first newline-plus-fence of prompt + completion."""
+    assert extract_continuation(completion, True, reject_text_after_fence=True) == expected
+    assert get_template("deepseek-v1.5").extract(completion, None, True, reject_text_after_fence=True) == expected
+
+
+def test_lean_task_option_switches_the_fence_rule():
+    from prover.tasks.base import TaskConfig
+    from prover.tasks.lean import LeanTask
+
+    text = "  positivity\n```\nThe proof is done."
+    assert LeanTask(TaskConfig(name="lean")).extract_proof(text) == "  positivity"
+    assert LeanTask(TaskConfig(name="lean", reject_text_after_fence=True)).extract_proof(text) is None
+
+
+def test_chat_with_text_after_the_block_is_rejected_by_the_reference_rule():
+    answer = f"Plan.\n```lean4\n{STATEMENT}{PROOF}\n```"
+    assert get_template("chat").extract(answer, PROBLEM, True, reject_text_after_fence=True) == PROOF
+    assert get_template("chat").extract(answer + "\nDone.", PROBLEM, True, reject_text_after_fence=True) is None
+
+
 # --- chat extraction: the proof after the trusted statement, in the last Lean block --------------
 
 PROOF = "  nlinarith [sq_nonneg x, h₀]"
