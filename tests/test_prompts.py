@@ -185,3 +185,44 @@ def test_extract_restated(completion, require_fence, expected):
 def test_restated_drops_model_text_before_the_statement():
     completion = f"```lean4\nimport Mathlib\nlemma helper : True := trivial\n\n{STATEMENT}{PROOF}\n```"
     assert extract_restated(completion, STATEMENT) == PROOF
+
+
+# --- the token ids TRL trains on: one BOS, as DeepSeek-Prover-V1.5 samples ------------------------
+
+def bos_adding_tokenizer(tiny_model_dir):
+    """The tiny tokenizer made to prepend BOS to every text, as DeepSeek's tokenizers do
+    (LlamaTokenizerFast with add_bos_token: true)."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokenizer.bos_token_id)])
+    assert tokenizer(text="x")["input_ids"][0] == tokenizer.bos_token_id
+    return tokenizer
+
+
+def trl_prompt_ids(tokenizer, prompts):
+    """Token ids as TRL 1.16's GRPOTrainer._tokenize_prompts makes them from the dataset's text prompts."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    return GRPOTrainer._tokenize_prompts(SimpleNamespace(processing_class=tokenizer), prompts)[0]
+
+
+@pytest.mark.parametrize("template", ["deepseek-v1.5", "chat"])
+def test_training_prompts_begin_with_one_bos(tiny_model_dir, template):
+    """Continuation prompts: BOS + the text, DeepSeek-Prover-V1.5's format (its vLLM sampling adds
+    special tokens). Chat prompts rendered with the BOS text must not get a second one from TRL."""
+    from prover.rl.dataset import build_dataset
+    from prover.tasks.base import TaskConfig
+    from prover.tasks.lean import LeanTask
+
+    tokenizer = bos_adding_tokenizer(tiny_model_dir)
+    task = LeanTask(TaskConfig(name="lean", prompt_template=template), tokenizer=tokenizer)
+    dataset = build_dataset(task, [PROBLEM], tokenizer)
+    (ids,) = trl_prompt_ids(tokenizer, list(dataset["prompt"]))
+    text = task.build_prompt(PROBLEM)
+    body = text[len(tokenizer.bos_token):] if text.startswith(tokenizer.bos_token) else text
+    assert ids == [tokenizer.bos_token_id] + tokenizer(text=body, add_special_tokens=False)["input_ids"]
