@@ -342,8 +342,8 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
 
     def _get_grad_norm(self, model, grad_norm=None):
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        norm = float(grad_norm)
-        threshold = self.args.grad_skip_threshold
+        threshold = self.args.grad_skip_threshold  # None under DeepSpeed, whose engine reports no norm before its first step
+        norm = float(grad_norm) if threshold is not None else math.nan
         too_large = threshold is not None and not (math.isfinite(norm) and norm < threshold)  # the reference skips at >=
         if too_large and not self._hold:
             logger.warning("step %d: gradient norm %.3g >= %g, optimizer step skipped",
