@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 from test_train import make_args
 
 from prover.data.problem import Problem
@@ -41,6 +42,7 @@ from prover.tasks.lean import LeanTask
 from prover.verifier.base import Verifier
 from prover.verifier.verdict import Status, Verdict
 
+ROOT = Path(__file__).resolve().parents[1]
 G = 8
 GROUPS = 16
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 0\n\nopen BigOperators Real Nat Topology Rat\n\n"
@@ -159,3 +161,57 @@ def test_rewards_and_advantages_match_the_reference(tiny_model_dir, tmp_path):
     lenient = LeanTask(TaskConfig(name="lean"))
     assert any(lean_accepts(HEADER + row["statement"] + (lenient.extract_proof(t) or "")) and not p
                for t, row, p in zip(texts, inputs, proved))
+
+
+# ---- the Lean recipes resolve to the reference's settings ----------------------------------------------
+
+# examples/lean/grpo.sh (and verl/trainer/config/lean_trainer.yaml for what it leaves at the default), as
+# settings of ours; docs/training.md's table gives each row with its source and the rows that differ.
+REFERENCE_SETTINGS = {
+    "max_prompt_tokens": 512,                                # data.max_prompt_length
+    "task.reject_text_after_fence": True,                    # +lean.penalize_extra_text=True
+    "verifier.timeout": 300,                                 # Lean4ServerScheduler(timeout=300)
+    "grpo.num_generations": 32,                              # lean.num_samples
+    "grpo.generation_batch_size": 512,                       # lean.problem_batch_size 16 x 32
+    "grpo.max_completion_length": 512,                       # rollout.response_length
+    "grpo.temperature": 1.0, "grpo.top_p": 1.0,              # rollout defaults
+    "grpo.learning_rate": 1e-6, "grpo.lr_scheduler_type": "constant", "grpo.weight_decay": 0.01,
+    "grpo.adam_beta1": 0.9, "grpo.adam_beta2": 0.999,        # AdamW betas in fsdp_workers.py
+    "grpo.max_grad_norm": 1.0, "grpo.grad_skip_threshold": 20.0,
+    "grpo.epsilon": 0.2,                                     # clip_ratio
+    "grpo.beta": 0.1, "grpo.use_bias_correction_kl": False,  # use_kl_loss, kl_loss_coef, low_var_kl
+    "grpo.vllm_importance_sampling_correction": False,       # no such correction in the reference
+    "grpo.entropy_coef": 0.0,                                # entropy_coeff=0.0
+    "grpo.scale_rewards": "group", "grpo.advantage_epsilon": 1e-6,
+    "grpo.dynamic_update": True, "grpo.dynamic_update_size": 256,  # advantage_threshold, dynamic_update, train_batch_size
+    "grpo.seed": 42,                                         # data.seed
+}
+UPDATE_ROWS = 256  # ppo_mini_batch_size: samples per optimizer step
+
+
+@pytest.mark.parametrize("recipe, unlikeliness, epochs", [
+    ("recipes/deepseek-prover-v1.5-sft/grpo-unlikeliness/lean-workbook.yaml", True, 2),  # rank_penalty 0.25, ppo_epochs 2
+    ("recipes/deepseek-prover-v1.5-sft/grpo/lean-workbook.yaml", False, 1),              # plain GRPO, 1 epoch
+])
+def test_lean_recipes_resolve_to_the_reference_settings(recipe, unlikeliness, epochs, capsys, monkeypatch):
+    """`python -m prover.train --config <recipe> --print_config` (bf16 off: transformers refuses it without a GPU)."""
+    import yaml
+
+    from prover.train import main
+
+    monkeypatch.chdir(ROOT)
+    assert main(["--config", recipe, "--grpo.bf16", "false", "--print_config"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+
+    def get(dotted):
+        value = resolved
+        for part in dotted.split("."):
+            value = value[part]
+        return value
+
+    assert {k: get(k) for k in REFERENCE_SETTINGS} == REFERENCE_SETTINGS
+    grpo = resolved["grpo"]
+    assert grpo["per_device_train_batch_size"] * 8 * grpo["gradient_accumulation_steps"] == UPDATE_ROWS  # 8 GPUs
+    assert (grpo["unlikeliness"], grpo["num_iterations"]) == (unlikeliness, epochs)
+    if unlikeliness:
+        assert (grpo["beta_rank"], grpo["rank_key"], grpo["rank_set"]) == (0.25, "mean", "all")
