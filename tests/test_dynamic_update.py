@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import subprocess
 import sys
@@ -249,3 +250,30 @@ def test_pinned_trl_behaviour():
     # TRL's own advantages, which advantage_epsilon replaces: group std + 1e-4
     score = inspect.getsource(trl.GRPOTrainer._generate_and_score_completions)
     assert "advantages = advantages / (std_rewards + 1e-4)" in score
+
+
+# ---- CUDA: bf16 with gradient checkpointing (scripts/gpu_check.sh runs the gpu-marked tests) ---------
+
+@pytest.mark.gpu
+def test_cuda_bf16_holds_then_updates_in_whole_steps(tiny_model_dir, tmp_path):
+    """The scripted schedule of test_update_takes_whole_steps_in_order, on the GPU in bf16 with gradient
+    checkpointing: the held steps leave the weights bit-identical, the update steps move them."""
+    reward = ScriptedReward([MIXED * 3 + SILENT, MIXED * 4, MIXED * 4])
+    trainer = scripted_trainer(tiny_model_dir, tmp_path, reward, use_cpu=False, bf16=True,
+                               gradient_checkpointing=True, max_steps=8)
+    steps = record_steps(trainer)
+    snapshots = {}
+    start = trainer._start_step
+
+    def snapshot(inputs):
+        snapshots[trainer.state.global_step] = params(trainer.model)
+        start(inputs)
+
+    trainer._start_step = snapshot
+    trainer.train()
+    assert next(trainer.model.parameters()).is_cuda
+    assert [len(steps.get(s, [])) for s in range(8)] == [0, 0, 0, 0, 4, 4, 4, 2]
+    same = lambda a, b: all(torch.equal(a[n], b[n]) for n in a)  # noqa: E731
+    assert all(same(snapshots[s], snapshots[s + 1]) for s in range(3)), "held steps moved the weights"
+    assert not any(same(snapshots[s], snapshots[s + 1]) for s in range(4, 7)), "an update step did not train"
+    assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
