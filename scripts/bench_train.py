@@ -56,10 +56,12 @@ def bench_plan(args) -> dict[str, float]:
         n = 48
         p, c = (int(torch.randint(lo, 513, (1,), generator=gen)) for lo in (200, 50))
         parts.append({
-            "prompt_ids": torch.randint(0, 32000, (n, p), generator=gen), "prompt_mask": torch.ones(n, p, dtype=torch.long),
+            "prompt_ids": torch.randint(0, 32000, (n, p), generator=gen),
+            "prompt_mask": torch.ones(n, p, dtype=torch.long),
             "completion_ids": torch.randint(0, 32000, (n, c), generator=gen),
             "completion_mask": torch.ones(n, c, dtype=torch.long),
-            "old_per_token_logps": torch.randn(n, c, generator=gen), "ref_per_token_logps": torch.randn(n, c, generator=gen),
+            "old_per_token_logps": torch.randn(n, c, generator=gen),
+            "ref_per_token_logps": torch.randn(n, c, generator=gen),
             "advantages": torch.randn(n, generator=gen),
         })
     parts[-1] = {k: v[:767 - 48 * 15] for k, v in parts[-1].items()}

@@ -96,8 +96,8 @@ def reference_advantages(proved: list[bool], mean_logps: list[float], group: int
 
 # ---- random groups ---------------------------------------------------------------------------------
 
-GOOD_BODIES = ["  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b)]", "  nlinarith", "  norm_num [h₀]\n  nlinarith [h₀]",
-               "  nlinarith [mul_pos h₀ h₁]"]
+GOOD_BODIES = ["  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b)]", "  nlinarith",
+               "  norm_num [h₀]\n  nlinarith [h₀]", "  nlinarith [mul_pos h₀ h₁]"]
 BAD_BODIES = ["  linarith [h₀]", "  simp", "  positivity"]
 GOOD_ENDINGS = ["\n```", "\n```\n", "\n```  \n", "\n```\n```", "\n```\n\nextra\n```"]
 BAD_ENDINGS = ["\n```\nThe proof is complete.", "", "```"]  # text after the fence; unclosed; no fence at a line start
@@ -183,15 +183,17 @@ REFERENCE_SETTINGS = {
     "grpo.vllm_importance_sampling_correction": False,       # no such correction in the reference
     "grpo.entropy_coef": 0.0,                                # entropy_coeff=0.0
     "grpo.scale_rewards": "group", "grpo.advantage_epsilon": 1e-6,
-    "grpo.dynamic_update": True, "grpo.dynamic_update_size": 256,  # advantage_threshold, dynamic_update, train_batch_size
+    # advantage_threshold, trainer.dynamic_update, trainer.train_batch_size
+    "grpo.dynamic_update": True, "grpo.dynamic_update_size": 256,
     "grpo.seed": 42,                                         # data.seed
 }
 UPDATE_ROWS = 256  # ppo_mini_batch_size: samples per optimizer step
 
 
 @pytest.mark.parametrize("recipe, unlikeliness, epochs", [
-    ("recipes/deepseek-prover-v1.5-sft/grpo-unlikeliness/lean-workbook.yaml", True, 2),  # rank_penalty 0.25, ppo_epochs 2
-    ("recipes/deepseek-prover-v1.5-sft/grpo/lean-workbook.yaml", False, 1),              # plain GRPO, 1 epoch
+    # rank_penalty 0.25, ppo_epochs 2; and plain GRPO in 1 epoch
+    ("recipes/deepseek-prover-v1.5-sft/grpo-unlikeliness/lean-workbook.yaml", True, 2),
+    ("recipes/deepseek-prover-v1.5-sft/grpo/lean-workbook.yaml", False, 1),
 ])
 def test_lean_recipes_resolve_to_the_reference_settings(recipe, unlikeliness, epochs, capsys, monkeypatch):
     """`python -m prover.train --config <recipe> --print_config` (bf16 off: transformers refuses it without a GPU)."""

@@ -139,7 +139,7 @@ def test_normalised_advantages_favour_the_unlikely_correct_proof():
         # shaped rewards: mean 0.4, std sqrt((0.36 + 0.04 + 0.16 + 0) / 3)
         ([1.0, 0.2, 0.0, 0.4], [v / math.sqrt(0.56 / 3) for v in (0.6, -0.2, -0.4, 0.0)]),
         # a verifier error (NaN) is left out of the mean and std and gets 0: mean 1/3, std sqrt(1/3)
-        ([1.0, 0.0, NAN, 0.0], [(2 / 3) / math.sqrt(1 / 3), (-1 / 3) / math.sqrt(1 / 3), 0.0, (-1 / 3) / math.sqrt(1 / 3)]),
+        ([1.0, 0.0, NAN, 0.0], [v / math.sqrt(1 / 3) for v in (2 / 3, -1 / 3, 0.0, -1 / 3)]),
         ([1.0, 1.0, 1.0, 1.0], [0.0] * 4),  # no spread: 0, not 0 / epsilon
         ([1.0, NAN, NAN, NAN], [0.0] * 4),  # one scored row has no std: 0
     ],

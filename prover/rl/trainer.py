@@ -342,9 +342,11 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
 
     def _get_grad_norm(self, model, grad_norm=None):
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        threshold = self.args.grad_skip_threshold  # None under DeepSpeed, whose engine reports no norm before its first step
+        # None under DeepSpeed (the config refuses a threshold there), whose engine has no norm before its first step
+        threshold = self.args.grad_skip_threshold
         norm = float(grad_norm) if threshold is not None else math.nan
-        too_large = threshold is not None and not (math.isfinite(norm) and norm < threshold)  # the reference skips at >=
+        # the reference steps only below the threshold: a norm of exactly 20 is skipped
+        too_large = threshold is not None and not (math.isfinite(norm) and norm < threshold)
         if too_large and not self._hold:
             logger.warning("step %d: gradient norm %.3g >= %g, optimizer step skipped",
                            self.state.global_step, norm, threshold)
