@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prover.config import ConfigError, help_text, load_config
+from prover.config import ConfigError, help_text, load_config, to_dict
 from prover.rl.config import ProverGRPOConfig
 from prover.sampling.config import SamplerConfig
 from prover.tasks.base import Task, TaskConfig
@@ -109,6 +109,7 @@ def make_parser():
         epilog="options (grpo.* are TRL's GRPOConfig fields plus ours; the defaults shown are the default job's,\n"
                "a --config recipe replaces them):\n" + help_text(TrainConfig, defaults=default_job_settings()))
     parser.add_argument("--config", help="recipe YAML; --section.field value overrides it")
+    parser.add_argument("--print_config", action="store_true", help="print the resolved settings as YAML and exit")
     return parser
 
 
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         make_parser().print_help()
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    print_config = "--print_config" in argv  # a dry run: the settings a recipe resolves to, nothing trained
+    argv = [a for a in argv if a != "--print_config"]
     # Without a recipe, the settings are the default job's; overrides still apply on top of them.
     default_job = not any(a == "--config" or a.startswith("--config=") for a in argv)
     defaults = default_job_settings() if default_job else {"grpo": machine_defaults()}
@@ -222,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # before anything else is printed: a user error is this one line
         print(f"prover.train: {exc}", file=sys.stderr)
         return 2
+    if print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True), end="")
+        return 0
     if default_job:
         print("prover.train: no recipe given, running the default job (synthetic task on CPU, minutes)")
     return run(config, default_job)

@@ -7,6 +7,7 @@ forward pass. Plus O(G^2) tensor work per group. The target is <= 10% of a step.
     python scripts/bench_train.py                       # 3 rounds x 8 steps, each mode
     python scripts/bench_train.py --rounds 5 --steps 12 --completion-tokens 64
     python scripts/bench_train.py --iterations 1         # the extra forward pass of 1 PPO epoch
+    python scripts/bench_train.py --plan                 # the dynamic update's planning at the recipe's scale
 
 Both modes run the same seeds, batch shapes and verifier; rounds alternate the modes so that a
 busy machine slows both alike. Prints a table and writes JSON with --out.
@@ -36,7 +37,41 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; with 1, CPU time per step is a fair measure on a shared machine")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--plan", action="store_true",
+                        help="time only the dynamic update's planning (concatenating the buffer and cutting one "
+                             "process's steps) for the Lean recipe's largest update: 767 rows of 512 + 512 tokens, "
+                             "8 processes x 8 accumulation x 4 rows")
     return parser
+
+
+def bench_plan(args) -> dict[str, float]:
+    """Seconds to concatenate a worst-case buffer (16 parts of up to 48 rows) and plan one process's steps."""
+    import torch
+
+    from prover.rl.update_plan import concat_rows, plan_update
+
+    gen = torch.Generator().manual_seed(0)
+    parts = []
+    for _ in range(16):  # one part per (generation batch, process), each padded to its own widths
+        n = 48
+        p, c = (int(torch.randint(lo, 513, (1,), generator=gen)) for lo in (200, 50))
+        parts.append({
+            "prompt_ids": torch.randint(0, 32000, (n, p), generator=gen),
+            "prompt_mask": torch.ones(n, p, dtype=torch.long),
+            "completion_ids": torch.randint(0, 32000, (n, c), generator=gen),
+            "completion_mask": torch.ones(n, c, dtype=torch.long),
+            "old_per_token_logps": torch.randn(n, c, generator=gen),
+            "ref_per_token_logps": torch.randn(n, c, generator=gen),
+            "advantages": torch.randn(n, generator=gen),
+        })
+    parts[-1] = {k: v[:767 - 48 * 15] for k, v in parts[-1].items()}
+    times = []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        rows = concat_rows(parts, pad_id=0)
+        steps = plan_update(rows, step_rows=256, processes=8, micro_batches=8, rank=3, items_scale=2.0)
+        times.append(time.perf_counter() - start)
+    return {"rows": len(rows["advantages"]), "steps": len(steps), "seconds": statistics.median(times)}
 
 
 def run_once(model_dir: Path, out: Path, unlikeliness: bool, args) -> dict[str, float]:
@@ -105,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.plan:
+        result = bench_plan(args)
+        print(f"dynamic update planning: {result['rows']} rows -> {result['steps']} optimizer steps per epoch in "
+              f"{result['seconds']:.3f} s (median of {args.rounds})")
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2))
+        return 0
     transformers.logging.set_verbosity_error()
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, list[dict[str, float]]] = {"grpo": [], "unlikeliness": []}

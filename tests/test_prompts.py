@@ -104,6 +104,49 @@ def test_extract_continuation(completion, require_fence, expected):
     assert get_template("deepseek-v1.5-cot").extract(completion, PROBLEM, require_fence) == expected
 
 
+@pytest.mark.parametrize("completion, expected", [
+    # the fence ends the completion: the proof before it
+    ("  nlinarith [sq_nonneg x]\n```", "  nlinarith [sq_nonneg x]"),
+    # whitespace (and the EOS the decoder dropped) after the fence is allowed
+    ("  positivity\n```\n", "  positivity"),
+    ("  positivity\n```  \n\n", "  positivity"),
+    # any other text after the fence: wrong (the default rule would cut it and check "  positivity")
+    ("  positivity\n```\n\nThis proof uses positivity.", None),
+    # a second block after the first: the completion still ends with a fence, the proof is the first block's
+    ("  simp\n```\n```lean4\ntheorem other : False := by\n  sorry\n```", "  simp"),
+    # a fence in the middle of a line does not end the proof (the reference's regex wants newline + fence) ...
+    ("  simp ```\n  ring\n```", "  simp ```\n  ring"),
+    # ... and with no fence at a line start there is no proof
+    ("  simp```", None),
+    # no closing fence at all
+    ("  nlinarith [sq_nonneg x", None),
+    # a fence at once: empty proof
+    ("```", None),
+    ("\n```", None),
+])
+def test_reject_text_after_fence(completion, expected):
+    """The reference's penalize_extra_text, as rewarding-unlikely-release verl/lean/verifier.py applies
+    it: a completion whose stripped text does not end with the fence scores 0, and the checked code is
+    its regex group from the opening fence to the first newline-plus-fence of prompt + completion."""
+    assert extract_continuation(completion, True, reject_text_after_fence=True) == expected
+    assert get_template("deepseek-v1.5").extract(completion, None, True, reject_text_after_fence=True) == expected
+
+
+def test_lean_task_option_switches_the_fence_rule():
+    from prover.tasks.base import TaskConfig
+    from prover.tasks.lean import LeanTask
+
+    text = "  positivity\n```\nThe proof is done."
+    assert LeanTask(TaskConfig(name="lean")).extract_proof(text) == "  positivity"
+    assert LeanTask(TaskConfig(name="lean", reject_text_after_fence=True)).extract_proof(text) is None
+
+
+def test_chat_with_text_after_the_block_is_rejected_by_the_reference_rule():
+    answer = f"Plan.\n```lean4\n{STATEMENT}{PROOF}\n```"
+    assert get_template("chat").extract(answer, PROBLEM, True, reject_text_after_fence=True) == PROOF
+    assert get_template("chat").extract(answer + "\nDone.", PROBLEM, True, reject_text_after_fence=True) is None
+
+
 # --- chat extraction: the proof after the trusted statement, in the last Lean block --------------
 
 PROOF = "  nlinarith [sq_nonneg x, h₀]"
@@ -142,3 +185,44 @@ def test_extract_restated(completion, require_fence, expected):
 def test_restated_drops_model_text_before_the_statement():
     completion = f"```lean4\nimport Mathlib\nlemma helper : True := trivial\n\n{STATEMENT}{PROOF}\n```"
     assert extract_restated(completion, STATEMENT) == PROOF
+
+
+# --- the token ids TRL trains on: one BOS, as DeepSeek-Prover-V1.5 samples ------------------------
+
+def bos_adding_tokenizer(tiny_model_dir):
+    """The tiny tokenizer made to prepend BOS to every text, as DeepSeek's tokenizers do
+    (LlamaTokenizerFast with add_bos_token: true)."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokenizer.bos_token_id)])
+    assert tokenizer(text="x")["input_ids"][0] == tokenizer.bos_token_id
+    return tokenizer
+
+
+def trl_prompt_ids(tokenizer, prompts):
+    """Token ids as TRL 1.16's GRPOTrainer._tokenize_prompts makes them from the dataset's text prompts."""
+    from types import SimpleNamespace
+
+    from trl import GRPOTrainer
+
+    return GRPOTrainer._tokenize_prompts(SimpleNamespace(processing_class=tokenizer), prompts)[0]
+
+
+@pytest.mark.parametrize("template", ["deepseek-v1.5", "chat"])
+def test_training_prompts_begin_with_one_bos(tiny_model_dir, template):
+    """Continuation prompts: BOS + the text, DeepSeek-Prover-V1.5's format (its vLLM sampling adds
+    special tokens). Chat prompts rendered with the BOS text must not get a second one from TRL."""
+    from prover.rl.dataset import build_dataset
+    from prover.tasks.base import TaskConfig
+    from prover.tasks.lean import LeanTask
+
+    tokenizer = bos_adding_tokenizer(tiny_model_dir)
+    task = LeanTask(TaskConfig(name="lean", prompt_template=template), tokenizer=tokenizer)
+    dataset = build_dataset(task, [PROBLEM], tokenizer)
+    (ids,) = trl_prompt_ids(tokenizer, list(dataset["prompt"]))
+    text = task.build_prompt(PROBLEM)
+    body = text[len(tokenizer.bos_token):] if text.startswith(tokenizer.bos_token) else text
+    assert ids == [tokenizer.bos_token_id] + tokenizer(text=body, add_special_tokens=False)["input_ids"]

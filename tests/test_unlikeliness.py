@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prover.rl.unlikeliness import (
+    group_advantages,
     likelihood_ranks,
     sequence_logprob,
     shape_rewards,
@@ -128,6 +129,26 @@ def test_normalised_advantages_favour_the_unlikely_correct_proof():
     shaped, _ = shape_rewards(rewards, keys, 4, 0.25)
     adv = (shaped - shaped.mean()) / (shaped.std() + 1e-4)
     assert adv[1] > adv[0] > 0 > adv[2] == adv[3]
+
+
+@pytest.mark.parametrize(
+    "rewards, expected",
+    [
+        # one of four: mean 1/4, Bessel std sqrt((9/16 + 3/16) / 3) = 1/2
+        ([1.0, 0.0, 0.0, 0.0], [0.75 / 0.5, -0.25 / 0.5, -0.25 / 0.5, -0.25 / 0.5]),
+        # shaped rewards: mean 0.4, std sqrt((0.36 + 0.04 + 0.16 + 0) / 3)
+        ([1.0, 0.2, 0.0, 0.4], [v / math.sqrt(0.56 / 3) for v in (0.6, -0.2, -0.4, 0.0)]),
+        # a verifier error (NaN) is left out of the mean and std and gets 0: mean 1/3, std sqrt(1/3)
+        ([1.0, 0.0, NAN, 0.0], [v / math.sqrt(1 / 3) for v in (2 / 3, -1 / 3, 0.0, -1 / 3)]),
+        ([1.0, 1.0, 1.0, 1.0], [0.0] * 4),  # no spread: 0, not 0 / epsilon
+        ([1.0, NAN, NAN, NAN], [0.0] * 4),  # one scored row has no std: 0
+    ],
+)
+def test_group_advantages(rewards, expected):
+    """The reference's (r - mean) / (std + 1e-6), Bessel-corrected std, per group of 4."""
+    got = group_advantages(T(rewards), 4, epsilon=1e-6)
+    assert torch.allclose(got, T(expected), atol=1e-5), got
+    assert torch.allclose(group_advantages(T(rewards * 2), 4), T(expected * 2), atol=1e-5)  # groups independent
 
 
 @pytest.mark.parametrize(

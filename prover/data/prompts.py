@@ -12,6 +12,12 @@ Two families:
 
 Extraction returns None for a malformed completion: an unclosed fence (when the closing fence is
 required), a changed statement, or an empty proof. None is scored as a wrong proof.
+
+The stricter rule of "Rewarding the Unlikely" (``reject_text_after_fence``; the release's
+``penalize_extra_text``, AndreHe02/rewarding-unlikely-release ``verl/lean/verifier.py``) also makes a
+completion wrong when any text follows its last fence, and its checked code (a regex from the
+opening fence to the first newline-plus-fence) ends at the first fence that starts a line. It decides which rewards are 0 or 1 and so which groups
+have signal, and it is the only pressure to stop at the fence when sampling has no stop string.
 """
 
 from __future__ import annotations
@@ -45,12 +51,27 @@ class PromptError(ValueError):
     """A template that cannot be rendered as asked (unknown name, missing tokenizer)."""
 
 
-def extract_continuation(completion: str, require_closing_fence: bool = True) -> str | None:
+def ends_with_fence(completion: str) -> bool:
+    """Whether nothing but whitespace follows the completion's last fence (the reference's test)."""
+    return completion.rstrip().endswith(FENCE)
+
+
+def extract_continuation(completion: str, require_closing_fence: bool = True,
+                         reject_text_after_fence: bool = False) -> str | None:
     """The proof in a continuation: everything before the first closing fence (text after it is cut).
 
     Without a closing fence the completion is malformed when ``require_closing_fence`` (it ran out
     of tokens mid-proof), else taken whole. Trailing whitespace is dropped; an empty proof is None.
+    With ``reject_text_after_fence`` (the reference's rule) text after the last fence makes it
+    malformed, and the proof ends at the first fence that starts a line (the prompt's statement
+    ends with a line break, so a fence at the very start of the completion counts).
     """
+    if reject_text_after_fence:
+        if not ends_with_fence(completion):
+            return None
+        end = ("\n" + completion).find("\n" + FENCE)  # index in `completion` of the fence's first backtick
+        proof = completion[:end].rstrip() if end >= 0 else ""
+        return proof if proof.strip() else None
     end = completion.find(FENCE)
     if end < 0 and require_closing_fence:
         return None
@@ -80,12 +101,16 @@ def last_lean_block(completion: str, require_closing_fence: bool = True) -> str 
     return completion[start:end]
 
 
-def extract_restated(completion: str, statement: str, require_closing_fence: bool = True) -> str | None:
+def extract_restated(completion: str, statement: str, require_closing_fence: bool = True,
+                     reject_text_after_fence: bool = False) -> str | None:
     """The proof after the trusted ``statement`` inside the completion's last Lean block.
 
     What precedes the statement in the block (imports, opens, helper lemmas) is dropped: the
     verifier checks trusted header + trusted statement + this proof, nothing else from the model.
+    With ``reject_text_after_fence`` the completion must end with that block's closing fence.
     """
+    if reject_text_after_fence and not ends_with_fence(completion):
+        return None
     block = last_lean_block(completion, require_closing_fence)
     if block is None:
         return None
@@ -131,13 +156,14 @@ class PromptTemplate:
         messages = [{"role": "user", "content": self.user_message(problem)}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def extract(self, completion: str, problem: Problem | None = None, require_closing_fence: bool = True) -> str | None:
+    def extract(self, completion: str, problem: Problem | None = None, require_closing_fence: bool = True,
+                reject_text_after_fence: bool = False) -> str | None:
         """The proof in ``completion`` or None when malformed (see the module docstring)."""
         if not self.chat:
-            return extract_continuation(completion, require_closing_fence)
+            return extract_continuation(completion, require_closing_fence, reject_text_after_fence)
         if problem is None:
             raise PromptError(f"prompt template {self.name!r} restates the theorem: extraction needs the problem")
-        return extract_restated(completion, problem.statement, require_closing_fence)
+        return extract_restated(completion, problem.statement, require_closing_fence, reject_text_after_fence)
 
 
 TEMPLATES: dict[str, PromptTemplate] = {

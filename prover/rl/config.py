@@ -35,11 +35,19 @@ class ProverGRPOConfig(GRPOConfig):
         metadata={"help": "Which samples are ranked: 'all' G samples of the group (the reference) or only the "
                           "'correct' ones among themselves. The divisor is G either way."},
     )
+    advantage_epsilon: float = field(
+        default=1e-6,
+        metadata={"help": "Added to a group's reward std before dividing by it (scale_rewards: group): the "
+                          "reference's 1e-6. TRL 1.16 hard-codes 1e-4, which shrinks the advantage of a group "
+                          "with one correct proof in 32 (std 0.18) by 6e-4 relative."},
+    )
     dynamic_update: bool = field(
         default=True,
         metadata={"help": "Drop groups whose proofs all pass or all fail, and update only once "
-                          "dynamic_update_size samples with signal have been collected (the reference's dynamic "
-                          "update). Off: TRL's behaviour (such groups stay in the batch with advantage 0)."},
+                          "dynamic_update_size samples with signal have been collected, in optimizer steps of "
+                          "per_device_train_batch_size x processes x gradient_accumulation_steps samples (the "
+                          "reference's dynamic update). Off: TRL's behaviour (such groups stay in the batch "
+                          "with advantage 0)."},
     )
     dynamic_update_size: int | None = field(
         default=None,
@@ -48,8 +56,8 @@ class ProverGRPOConfig(GRPOConfig):
     )
     grad_skip_threshold: float | None = field(
         default=20.0,
-        metadata={"help": "Skip the optimizer step when the gradient norm before clipping exceeds this (or is not "
-                          "finite); max_grad_norm still clips the steps taken. None: never skip."},
+        metadata={"help": "Skip the optimizer step when the gradient norm before clipping reaches this (>=, as the "
+                          "reference) or is not finite; max_grad_norm still clips the steps taken. None: never skip."},
     )
 
     def __post_init__(self):
@@ -63,6 +71,8 @@ class ProverGRPOConfig(GRPOConfig):
             raise ValueError(f"rank_key must be one of {RANK_KEYS}, got {self.rank_key!r}")
         if self.rank_set not in RANK_SETS:
             raise ValueError(f"rank_set must be one of {RANK_SETS}, got {self.rank_set!r}")
+        if not self.advantage_epsilon > 0:
+            raise ValueError(f"advantage_epsilon must be positive, got {self.advantage_epsilon}")
         if self.grad_skip_threshold is not None and not self.grad_skip_threshold > 0:
             raise ValueError(f"grad_skip_threshold must be positive or None, got {self.grad_skip_threshold}")
         if self.grad_skip_threshold is not None and self.deepspeed:

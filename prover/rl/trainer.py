@@ -1,22 +1,29 @@
 """TRL's GRPOTrainer with the unlikeliness reward, the reference's dynamic update and a gradient-norm skip.
 
-TRL is pinned (trl==1.16.0) because seven private methods are overridden, each as a thin wrapper
-around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upgrade fails loudly:
+TRL is pinned (trl==1.16.0) because nine private methods are overridden, each as a thin wrapper
+around TRL's own, and ``tests/test_train.py`` and ``tests/test_dynamic_update.py`` assert their
+signatures so an upgrade fails loudly:
 
 - ``GRPOTrainer._generate``: times generation and keeps the prompt token ids, which the ranking needs.
 - ``GRPOTrainer._calculate_rewards``: its result is already gathered over processes, so whole groups
   are visible; no optimizer step happens between sampling and this call, so log-probs computed here
-  are the sampling (old) policy's. The unlikeliness shaping goes here, before TRL normalises groups.
-- ``GRPOTrainer._generate_and_score_completions``: the dynamic-update buffer filters its output.
+  are the sampling (old) policy's. The unlikeliness shaping goes here, before TRL normalises groups,
+  and so do the group advantages with the reference's epsilon (``advantage_epsilon``).
+- ``GRPOTrainer._generate_and_score_completions``: puts those advantages in its output.
 - ``GRPOTrainer._get_per_token_logps_and_entropies``: when TRL computes the old policy's log-probs
   itself (``num_iterations > 1``, or vLLM's importance-sampling correction), its first no-grad call
   on the policy in a generation step is that computation; keeping its result saves the ranking a
   second forward pass over the batch.
+- ``GRPOTrainer.training_step`` / ``_prepare_inputs``: with the dynamic update the trainer decides per
+  optimizer step what to train on (``prover.rl.update_plan``); a held step calls neither of TRL's,
+  so it runs no forward, no backward and no optimizer work on any backend (DeepSpeed steps its
+  engine inside ``backward``).
 - ``transformers.Trainer._get_grad_norm``: called before every optimizer step with the pre-clip norm;
   dropping the gradients there makes ``optimizer.step()`` a no-op (AdamW skips parameters without a
   gradient: no momentum, no weight decay), which is what a *skip* means.
-- ``transformers.Trainer._save_checkpoint`` / ``_load_rng_state``: the dynamic-update buffer (rows with
-  signal waiting for an update) is saved beside the RNG state and restored with it on resume.
+- ``transformers.Trainer._save_checkpoint`` / ``_load_rng_state``: the dynamic update's state (rows
+  with signal, prompts not yet sampled, optimizer steps still to take) is saved beside the RNG state
+  and restored with it on resume.
 """
 
 from __future__ import annotations
@@ -37,20 +44,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
-from prover.rl.unlikeliness import sequence_logprob, shape_rewards, zero_signal_groups
+from prover.rl.unlikeliness import group_advantages, sequence_logprob, shape_rewards, zero_signal_groups
+from prover.rl.update_plan import ROW_KEYS, Rows, concat_rows, plan_update, select_rows
 
 logger = logging.getLogger(__name__)
-
-# Output keys of _generate_and_score_completions that the dynamic update knows how to concatenate:
-# how to pad each (side, value), None for per-row scalars. Anything else (images) is refused.
-_LEFT, _RIGHT = "left", "right"
-_ROW_KEYS = {
-    "prompt_ids": (_LEFT, "pad"), "prompt_mask": (_LEFT, 0),
-    "completion_ids": (_RIGHT, "pad"), "completion_mask": (_RIGHT, 0), "tool_mask": (_RIGHT, 1),
-    "old_per_token_logps": (_RIGHT, 0.0), "ref_per_token_logps": (_RIGHT, 0.0),
-    "sampling_per_token_logps": (_RIGHT, 0.0), "importance_sampling_ratio": (_RIGHT, 1.0),
-    "advantages": None,
-}
 
 
 class UnlikelinessGRPOTrainer(GRPOTrainer):
@@ -67,17 +64,26 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         if self.args.dynamic_update and self.args.steps_per_generation % self.args.gradient_accumulation_steps:
             raise ValueError(
                 f"dynamic_update needs steps_per_generation ({self.args.steps_per_generation}) to be a multiple of "
-                f"gradient_accumulation_steps ({self.args.gradient_accumulation_steps}), so that no optimizer step "
-                "mixes a held batch with an update batch"
+                f"gradient_accumulation_steps ({self.args.gradient_accumulation_steps}), so that new prompts "
+                "arrive at the start of an optimizer step"
             )
         self.solved = SolvedProofs(solved_path) if solved_path else None
         self._solved_names: set[str] = set(self.solved.names) if self.solved else set()
         self._prompt_ids: list[list[int]] | None = None  # of the batch being scored
         self._old_logps: dict[str, torch.Tensor] | None = None  # TRL's old log-probs of that batch, when it makes them
         self._row_signal: torch.Tensor | None = None  # (N_global,) rows of groups with signal
-        self._buffer: list[dict[str, Any]] = []  # local rows with signal, waiting for an update
-        self._buffer_size = 0  # rows in the buffer over all processes
-        self._hold = False  # the current generation batch carries no update: skip its optimizer steps
+        self._advantages: torch.Tensor | None = None  # (N_global,) with advantage_epsilon, when they replace TRL's
+        self._ranking_logps: dict[str, torch.Tensor] | None = None  # the ranking's own forward pass, if it ran one
+        # The dynamic update: local rows with signal per generation batch (one part each, maybe empty), their
+        # count over all processes, dataloader batches not sampled yet, the optimizer steps still to take
+        # (each a list of gradient_accumulation_steps micro-batches), and the step being taken.
+        self._buffer: list[Rows] = []
+        self._buffer_size = 0
+        self._pending: list[list[dict[str, Any]]] = []
+        self._plan: list[list[Rows]] = []
+        self._slot: list[Rows] | None = None
+        self._micro: dict[str, Any] | None = None  # the micro-batch _prepare_inputs hands TRL next
+        self._hold = False  # this optimizer step has nothing to train on
         self._scoring_time = 0.0
         self._update_time = 0.0
 
@@ -103,8 +109,14 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         metrics["pass_rate"].append(torch.nanmean(raw).item())
         metrics["zero_signal_frac"].append(zero.float().mean().item())
         metrics["solved_total"].append(float(len(self._solved_names)))
-        if not self.args.unlikeliness:
-            return rewards_per_func
+        if self.args.unlikeliness:
+            rewards_per_func = self._shape(rewards_per_func, completion_ids_list)
+        self._advantages = self._group_advantages(rewards_per_func)
+        return rewards_per_func
+
+    def _shape(self, rewards_per_func: torch.Tensor, completion_ids_list: list[list[int]]) -> torch.Tensor:
+        """The correctness reward (column 0) times each correct proof's unlikeliness factor."""
+        metrics, group, raw = self._metrics["train"], self.num_generations, rewards_per_func[:, 0]
         start = time.perf_counter()
         keys, sample_ids = self._ranking_keys(completion_ids_list)
         shaped, factors = shape_rewards(raw, keys, group, self.args.beta_rank, self.args.rank_set, sample_ids)
@@ -115,6 +127,16 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         rewards_per_func = rewards_per_func.clone()
         rewards_per_func[:, 0] = shaped
         return rewards_per_func
+
+    def _group_advantages(self, rewards_per_func: torch.Tensor) -> torch.Tensor | None:
+        """TRL's advantages with ``advantage_epsilon`` instead of its 1e-4, where TRL's formula is the
+        reference's (group scaling of the weighted sum; otherwise TRL's own stand)."""
+        if self.scale_rewards != "group" or self.multi_objective_aggregation != "sum_then_normalize":
+            return None
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        rewards = (rewards_per_func * weights).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable, as TRL marks it
+        return group_advantages(rewards, self.num_generations, self.args.advantage_epsilon)
 
     def _ranking_keys(self, completion_ids_list: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(keys, sample ids) of every completion, gathered: the old policy's log-prob and a token-id hash."""
@@ -137,6 +159,7 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
                 self.model, torch.cat([prompt, completion], dim=1), torch.cat([prompt_mask, completion_mask], dim=1),
                 completion.size(1), batch_size=self.args.per_device_train_batch_size,
             )  # (B, C)
+        self._ranking_logps = {"logps": logps, "mask": completion_mask}
         keys = sequence_logprob(logps.float(), completion_mask, self.args.rank_key)
         return self.accelerator.gather(keys), self.accelerator.gather(ids)
 
@@ -163,7 +186,7 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         if self.solved is not None and self.accelerator.is_main_process:
             self.solved.add(records, step=self.state.global_step)
 
-    # ---- the dynamic update -----------------------------------------------------------------------
+    # ---- scoring, and the dynamic update ------------------------------------------------------------
 
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
@@ -171,124 +194,30 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         capture = (self.model.training and self.args.unlikeliness and self._trl_computes_old_logps()
                    and not self.mask_truncated_completions)
         self._old_logps = {} if capture else None
+        self._advantages = self._ranking_logps = None
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
             self._old_logps = None
-        if self.model.training and self.args.dynamic_update:
-            output = self._dynamic_update(output)
+        if self.model.training and self._advantages is not None:
+            local = len(output["advantages"])
+            rank = self.accelerator.process_index
+            output["advantages"] = self._advantages[rank * local:(rank + 1) * local].to(output["advantages"].device)
         self._scoring_time += time.perf_counter() - start
         return output
 
-    def _dynamic_update(self, output: dict[str, Any]) -> dict[str, Any]:
-        """Keep the rows of groups with signal; return the buffer once it holds enough, else a held batch.
-
-        The reference collects generation batches, minus groups whose proofs all pass or all fail,
-        until ``dynamic_update_size`` samples are in, and then updates on all of them. No optimizer
-        step happens while the buffer fills, so every buffered sample is still on-policy and its
-        old/ref log-probs and advantages, computed when it was sampled, remain valid.
-        """
-        unknown = sorted(k for k, v in output.items()
-                         if k not in _ROW_KEYS and k != "num_items_in_batch" and v is not None)
-        if unknown:
-            raise ValueError(f"dynamic_update cannot buffer {unknown} (multimodal inputs); set dynamic_update: false")
-        local = len(output["advantages"])
-        rank = self.accelerator.process_index
-        keep = self._row_signal[rank * local:(rank + 1) * local].to(output["advantages"].device)
-        index = keep.nonzero().squeeze(-1)
-        self._buffer.append({k: output[k].index_select(0, index.to(output[k].device))
-                             for k in _ROW_KEYS if output.get(k) is not None})
-        self._buffer_size += int(self._row_signal.sum().item())
-        metrics = self._metrics["train"]
-        metrics["dynamic/buffer_size"].append(float(self._buffer_size))
-        self._hold = self._buffer_size < self.args.dynamic_update_size
-        metrics["dynamic/update"].append(0.0 if self._hold else 1.0)
-        if self._hold:
-            return self._held_batch(output)
-        batch = self._concat_rows(self._buffer, output)
-        self._buffer, self._buffer_size = [], 0
-        return batch
-
-    def _held_batch(self, output: dict[str, Any]) -> dict[str, Any]:
-        """A batch that trains nothing, as small as TRL's split allows: one token per row, fully masked.
-
-        Prompt tokens stay attended (an all-masked attention row would turn into NaN logits).
-        """
-        rows = torch.arange(self.args.steps_per_generation, device=output["advantages"].device) % len(output["advantages"])
-        held = {}
-        for key, how in _ROW_KEYS.items():
-            if output.get(key) is None:
-                continue
-            value = output[key].index_select(0, rows.to(output[key].device))
-            if how is not None and value.dim() == 2:
-                value = value[:, -1:] if how[0] == _LEFT else value[:, :1]
-            held[key] = value
-        held["completion_mask"] = torch.zeros_like(held["completion_mask"])
-        held["advantages"] = torch.zeros_like(held["advantages"])
-        held["num_items_in_batch"] = torch.zeros_like(output["num_items_in_batch"])
-        return held
-
-    def _concat_rows(self, parts: list[dict[str, Any]], like: dict[str, Any]) -> dict[str, Any]:
-        """Concatenate buffered rows (of different lengths) into one batch TRL can split evenly.
-
-        Every process must run the same number of micro-batches, so the rows are topped up to a
-        multiple of ``steps_per_generation`` with masked copies; a process left with no rows at all
-        (its groups all lacked signal) trains on a held batch.
-        """
-        pad_id = self._tokenizer.pad_token_id
-        batch = {}
-        for key, how in _ROW_KEYS.items():
-            values = [p[key] for p in parts if key in p]
-            if not values:
-                continue
-            if how is None:
-                batch[key] = torch.cat(values)
-                continue
-            side, fill = how
-            rows = [row for v in values for row in v]  # pad() takes a list of 1-D tensors
-            batch[key] = pad(rows, padding_value=pad_id if fill == "pad" else fill, padding_side=side) if rows \
-                else values[0]
-        n = len(batch["advantages"])
-        if n == 0:
-            batch = self._held_batch(like)
-        elif short := (-n) % self.args.steps_per_generation:
-            idx = torch.arange(short, device=batch["advantages"].device) % n
-            for key, value in batch.items():
-                extra = value.index_select(0, idx.to(value.device))
-                batch[key] = torch.cat([value, torch.zeros_like(extra) if key in ("completion_mask", "advantages")
-                                        else extra])
-        batch["num_items_in_batch"] = self._global_items(batch)
-        return batch
-
-    def _global_items(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Loss tokens over all processes: what TRL's token-level losses divide by."""
-        mask = batch["completion_mask"]
-        if "tool_mask" in batch:
-            mask = mask * batch["tool_mask"]
-        return self.accelerator.gather(mask.sum()).sum()
-
-    # ---- checkpoints: the buffer travels with the RNG state ----------------------------------------
-
-    def _buffer_file(self, checkpoint: str | Path) -> Path:
-        return Path(checkpoint) / f"dynamic_buffer_{self.accelerator.process_index}.pt"
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self.args.dynamic_update:
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            torch.save({"rows": self._buffer, "size": self._buffer_size}, self._buffer_file(folder))
-
-    def _load_rng_state(self, checkpoint):
-        """Called once when training resumes from ``checkpoint``: restore the RNG state and the buffer."""
-        super()._load_rng_state(checkpoint)
-        if checkpoint is not None and self.args.dynamic_update and self._buffer_file(checkpoint).is_file():
-            state = torch.load(self._buffer_file(checkpoint), map_location=self.accelerator.device)
-            self._buffer, self._buffer_size = state["rows"], state["size"]
-            logger.info("resumed the dynamic-update buffer: %d samples with signal", self._buffer_size)
-
-    # ---- the update -------------------------------------------------------------------------------
-
     def training_step(self, model, inputs, num_items_in_batch):
+        """With the dynamic update, one optimizer step = ``gradient_accumulation_steps`` calls: the first
+        decides what the step trains on (sampling the next prompts when no update is under way); a held
+        step returns at once, so neither TRL nor transformers runs anything for it."""
+        if self.args.dynamic_update:
+            if self._step % self.args.gradient_accumulation_steps == 0:
+                model.train()  # sampling happens here, before transformers' training_step would set it
+                self._start_step(inputs)
+            if self._slot is None:
+                self._step += 1  # TRL's micro-step count, which its own training_step would advance
+                return torch.zeros((), device=self.args.device)
+            self._micro = self._slot[self._step % self.args.gradient_accumulation_steps]
         start, scoring = time.perf_counter(), self._scoring_time
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._update_time += time.perf_counter() - start - (self._scoring_time - scoring)
@@ -297,13 +226,129 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
             self._update_time = 0.0
         return loss
 
+    def _prepare_inputs(self, generation_batch):
+        if self._micro is None:  # TRL's own schedule (evaluation, or dynamic_update off)
+            return super()._prepare_inputs(generation_batch)
+        device = self.accelerator.device
+        micro, self._micro = self._micro, None
+        return {k: v.to(device) for k, v in micro.items()}
+
+    def _start_step(self, inputs: list[dict[str, Any]]) -> None:
+        """Pick what this optimizer step trains on: the next step of the update under way, else sample
+        queued prompts (one generation batch at a time, all from the current policy) until the buffer
+        fills; with nothing to train on, the step is held.
+
+        TRL's dataloader hands the same generation batch to ``steps_per_generation x num_iterations``
+        micro-steps in a row; each new one joins the queue. An update can take more optimizer steps than
+        that (the reference: ceil(B / 256) per epoch for B up to 767); the prompts that arrive meanwhile
+        wait, and are sampled once it is over, so every sample is trained on by the policy that made it.
+        """
+        micro_step = self.state.global_step * self.args.gradient_accumulation_steps  # as the dataloader counts
+        if micro_step % (self.args.steps_per_generation * self.num_iterations) == 0:
+            self._pending.append(inputs)
+        while not self._plan and self._pending:
+            self._collect(self._pending.pop(0))
+        self._slot = self._plan.pop(0) if self._plan else None
+        self._hold = self._slot is None
+
+    def _collect(self, inputs: list[dict[str, Any]]) -> None:
+        """Sample and score one generation batch; keep the rows of groups with signal; plan the update
+        once ``dynamic_update_size`` of them (over all processes) are in.
+
+        The reference collects generation batches, minus groups whose proofs all pass or all fail,
+        until ``train_batch_size`` samples are in, and then updates on all of them. No optimizer step
+        happens while the buffer fills, so every buffered sample is still on-policy and its old/ref
+        log-probs and advantages, computed when it was sampled, remain valid.
+        """
+        output = self._generate_and_score_completions(inputs)
+        unknown = sorted(k for k, v in output.items()
+                         if k not in ROW_KEYS and k != "num_items_in_batch" and v is not None)
+        if unknown:
+            raise ValueError(f"dynamic_update cannot buffer {unknown} (multimodal inputs); set dynamic_update: false")
+        if output.get("old_per_token_logps") is None:  # needed from the update's second optimizer step on
+            output["old_per_token_logps"] = self._sampling_logps(output)
+        local = len(output["advantages"])
+        rank = self.accelerator.process_index
+        keep = self._row_signal[rank * local:(rank + 1) * local]
+        self._buffer.append(select_rows(output, keep.nonzero().squeeze(-1)))
+        self._buffer_size += int(self._row_signal.sum().item())
+        metrics = self._metrics["train"]
+        metrics["dynamic/buffer_size"].append(float(self._buffer_size))
+        full = self._buffer_size >= self.args.dynamic_update_size
+        metrics["dynamic/update"].append(1.0 if full else 0.0)
+        if full:
+            self._plan = self._plan_update()
+            self._buffer, self._buffer_size = [], 0
+
+    def _plan_update(self) -> list[list[Rows]]:
+        """Every process's buffered rows, gathered in the order one process would hold them (by
+        generation batch, then by process), cut into the reference's optimizer steps for every epoch."""
+        processes = self.accelerator.num_processes
+        parts = gather_object([self._buffer])  # one list of parts per process
+        rows = concat_rows([p[b] for b in range(len(parts[0])) for p in parts], self._tokenizer.pad_token_id)
+        ga = self.args.gradient_accumulation_steps
+        step_rows = self.args.per_device_train_batch_size * processes * ga
+        # TRL's token-level losses (dapo) divide by num_items_in_batch / processes x accumulation / steps_per_generation
+        # (GRPOTrainer._compute_loss): scaled so, each optimizer step is the mean over its own loss tokens.
+        steps = plan_update(rows, step_rows, processes, ga, self.accelerator.process_index,
+                            items_scale=self.args.steps_per_generation / ga)
+        logger.info("dynamic update: %d samples with signal, %d optimizer steps of up to %d samples x %d epochs",
+                    len(rows["advantages"]), len(steps), step_rows, self.num_iterations)
+        return [step for _ in range(self.num_iterations) for step in steps]
+
+    def _sampling_logps(self, output: dict[str, Any]) -> torch.Tensor:
+        """(B, C) the policy's log-probs of the batch's completions, now, before any update: the ranking's
+        forward pass when it made one, else a new one."""
+        completion_mask = output["completion_mask"]
+        if self._ranking_logps is not None and self._ranking_logps["logps"].shape == completion_mask.shape:
+            return self._ranking_logps["logps"]
+        input_ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        attention_mask = torch.cat([output["prompt_mask"], completion_mask], dim=1)
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                self.model, input_ids, attention_mask, completion_mask.size(1),
+                batch_size=self.args.per_device_train_batch_size)
+        return logps
+
+    # ---- checkpoints: the dynamic update's state travels with the RNG state --------------------------
+
+    def _state_file(self, checkpoint: str | Path) -> Path:
+        return Path(checkpoint) / f"dynamic_buffer_{self.accelerator.process_index}.pt"
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.dynamic_update:
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            torch.save({"rows": self._buffer, "size": self._buffer_size, "pending": self._pending, "plan": self._plan,
+                        "processes": self.accelerator.num_processes}, self._state_file(folder))
+
+    def _load_rng_state(self, checkpoint):
+        """Called once when training resumes from ``checkpoint``: restore the RNG state and the
+        dynamic update's (rows with signal, prompts not sampled yet, optimizer steps not taken)."""
+        super()._load_rng_state(checkpoint)
+        path = self._state_file(checkpoint) if checkpoint is not None else None
+        if not (self.args.dynamic_update and path is not None and path.is_file()):
+            return
+        state = torch.load(path, map_location="cpu")
+        if state.get("processes", 1) != self.accelerator.num_processes:
+            raise ValueError(f"{path}: saved by {state.get('processes', 1)} processes, resumed with "
+                             f"{self.accelerator.num_processes}; resume with the same number of processes")
+        self._buffer, self._buffer_size = state["rows"], state["size"]
+        self._pending, self._plan = state.get("pending", []), state.get("plan", [])
+        logger.info("resumed the dynamic update: %d samples with signal, %d prompt batches to sample, "
+                    "%d optimizer steps to take", self._buffer_size, len(self._pending), len(self._plan))
+
+    # ---- the update -------------------------------------------------------------------------------
+
     def _get_grad_norm(self, model, grad_norm=None):
         grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        norm = float(grad_norm)
+        # None under DeepSpeed (the config refuses a threshold there), whose engine has no norm before its first step
         threshold = self.args.grad_skip_threshold
-        too_large = threshold is not None and not (math.isfinite(norm) and norm <= threshold)
+        norm = float(grad_norm) if threshold is not None else math.nan
+        # the reference steps only below the threshold: a norm of exactly 20 is skipped
+        too_large = threshold is not None and not (math.isfinite(norm) and norm < threshold)
         if too_large and not self._hold:
-            logger.warning("step %d: gradient norm %.3g > %g, optimizer step skipped",
+            logger.warning("step %d: gradient norm %.3g >= %g, optimizer step skipped",
                            self.state.global_step, norm, threshold)
         if self._hold or too_large:
             for p in model.parameters():

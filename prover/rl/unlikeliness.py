@@ -115,3 +115,19 @@ def zero_signal_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     hi = torch.where(scored, r, torch.full_like(r, -float("inf"))).amax(-1)
     lo = torch.where(scored, r, torch.full_like(r, float("inf"))).amin(-1)
     return (scored.sum(-1) < 2) | (hi == lo)
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, epsilon: float = 1e-6) -> torch.Tensor:
+    """``(reward - group mean) / (group std + epsilon)`` per row, the std with Bessel's correction.
+
+    The reference's normalisation (rewarding-unlikely-release ``_compute_advantages``: ``torch.std``,
+    epsilon 1e-6) with TRL's treatment of NaN rows (verifier errors): left out of their group's mean
+    and std, advantage 0. A group with a single scored row has std NaN: its advantage is 0 too.
+    """
+    r = _groups(rewards.float(), group_size, "rewards")  # (n, G)
+    scored = ~torch.isnan(r)
+    count = scored.sum(-1, keepdim=True)
+    mean = torch.nanmean(r, dim=-1, keepdim=True)
+    var = torch.where(scored, (r - mean) ** 2, torch.zeros_like(r)).sum(-1, keepdim=True) / (count - 1)
+    advantages = (r - mean) / (var.sqrt() + epsilon)
+    return torch.nan_to_num(advantages, nan=0.0, posinf=0.0, neginf=0.0).view(-1)

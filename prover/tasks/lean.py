@@ -71,7 +71,8 @@ class LeanTask(Task):
         return self.template.render(problem, self.tokenizer)
 
     def extract_proof(self, completion: str, problem: Problem | None = None) -> str | None:
-        return self.template.extract(completion, problem, self.config.require_closing_fence)
+        return self.template.extract(completion, problem, self.config.require_closing_fence,
+                                     self.config.reject_text_after_fence)
 
     def make_verifier(self, config: VerifierConfig | None = None) -> Verifier:
         from prover.verifier import make_verifier  # the REPL pool pulls in asyncio subprocess machinery
