@@ -60,9 +60,9 @@ def test_each_theorem_is_checked_up_to_the_end_of_its_proof():
     assert plan.theorems == ("aux", "main") and plan.places == (Mark(4, 6, 3), Mark(9, 16, 4))
     first, last = plan.requests
     # the binder's default `:= by positivity` is inside brackets: the signature ends at the second `:=`
-    assert first.statement.endswith("0 ≤ x ^ 2 :=") and theorem_name(first.statement) == "aux"
+    assert first.statement.endswith("0 ≤ x ^ 2 :=") and theorem_name(first.statement) == "_root_.aux"
     assert first.proof == " by\n  positivity -- first proof\n\n"  # up to the next command's `set_option ... in`
-    assert theorem_name(last.statement) == "main" and last.statement.startswith(first.statement + first.proof)
+    assert theorem_name(last.statement) == "_root_.main" and last.statement.startswith(first.statement + first.proof)
     assert last.proof == " by\n  open Real in nlinarith [aux a, sq_nonneg a]\n\n"  # `end Foo` is not sent
     assert "/-- the main one -/" in last.statement
 
