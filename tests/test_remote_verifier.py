@@ -1,17 +1,12 @@
-"""``RemoteVerifier`` (verifier.backend=http) passes the behavioural tests ``LeanPool`` passes: input
-order, one verdict per request under any fault, faults as error, timeouts, the async and blocking
-APIs, backpressure, close. Then what only a remote verifier meets (a split batch, a busy or vanished
-service, a refused key), and the evaluator end to end through it."""
+"""What only a remote verifier (verifier.backend=http) meets: a split batch, a busy or vanished service,
+a refused key, and the evaluator end to end through it. The behavioural tests the pool passes (input
+order, one verdict per request under any fault, faults as error, timeouts, the async and blocking APIs,
+backpressure, close) run on ``RemoteVerifier`` too: the ``KINDS`` tests in test_verifier_pool.py."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import random
-import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -20,119 +15,17 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="the service tests need the service extra: pip install -e .[service]")
 pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install -e .[service]")
 
-from test_verifier_pool import OUTCOMES, config, request  # noqa: E402
+from test_verifier_pool import config, request, served, verifier_of  # noqa: E402
 
 from prover.data.problem import Problem  # noqa: E402
-from prover.verifier import LeanPool, LeanSetupError, PoolClosedError, Status, VerifierConfig, make_verifier  # noqa: E402
+from prover.verifier import LeanPool, LeanSetupError, Status, VerifierConfig, make_verifier  # noqa: E402
 from prover.verifier.http import RemoteVerifier, ServiceUnavailableError  # noqa: E402
 from prover.verifier.service.app import create_app  # noqa: E402
 from prover.verifier.service.config import ServiceConfig  # noqa: E402
 from prover.verifier.service.server import ServiceThread  # noqa: E402
 
 
-@contextlib.contextmanager
-def served(pool_config: VerifierConfig, service: ServiceConfig | None = None):
-    """A pool on the double behind the service on loopback: yields (url, pool)."""
-    with LeanPool(pool_config) as pool:
-        with ServiceThread(create_app(pool, service or ServiceConfig(), pool_config)) as url:
-            yield url, pool
 
-
-@contextlib.contextmanager
-def verifier_of(kind: str, pool_config: VerifierConfig, service: ServiceConfig | None = None):
-    """The local pool itself, or a RemoteVerifier in front of the same pool behind the service."""
-    if kind == "local":
-        with LeanPool(pool_config) as pool:
-            yield pool
-        return
-    with served(pool_config, service) as (url, _):
-        client = VerifierConfig(backend="http", url=url, workers=pool_config.workers, max_pending=pool_config.max_pending)
-        with make_verifier(client) as remote:
-            assert isinstance(remote, RemoteVerifier)
-            yield remote
-
-
-KINDS = pytest.mark.parametrize("kind", ["local", "http"])
-
-
-@KINDS
-def test_random_faults_each_request_gets_exactly_one_verdict(kind):
-    rng = random.Random(4321)
-    kinds = [k for k in OUTCOMES if k != "double:hang"]
-    picks = [rng.choice(kinds) for _ in range(30)] + ["double:hang"]
-    rng.shuffle(picks)
-    requests = [request(f"  linarith  -- {i} {d} {kind}") for i, d in enumerate(picks)]
-    with verifier_of(kind, config(workers=3, timeout=1.0)) as verifier:
-        verdicts = verifier.check_batch(requests)
-    assert len(verdicts) == len(requests)
-    for d, v in zip(picks, verdicts):
-        assert v.status in OUTCOMES[d], (d, v)
-        assert v.reward() is None if v.status is Status.ERROR else v.reward() in (0.0, 1.0)
-    assert sum(v.proved for v in verdicts) == sum(OUTCOMES[d] == {Status.PROVED} for d in picks)
-
-
-@KINDS
-def test_a_timeout_is_a_verdict_and_the_next_proof_is_checked(kind):
-    with verifier_of(kind, config(workers=1, timeout=0.5)) as verifier:
-        hung, after = verifier.check_batch([request("  linarith -- double:hang"), request("  linarith")])
-    assert hung.status is Status.TIMEOUT and hung.check == "timeout" and hung.reward() == 0.0 and after.proved
-
-
-@KINDS
-def test_batch_keeps_input_order(kind):
-    proofs = [f"  linarith -- {i} double:slow={0.01 * (7 - i % 7):.2f}" + (" double:error" if i % 3 == 0 else "")
-              for i in range(14)]
-    with verifier_of(kind, config(workers=3)) as verifier:
-        verdicts = verifier.check_batch([request(p) for p in proofs])
-    assert [v.status for v in verdicts] == [Status.REJECTED if i % 3 == 0 else Status.PROVED for i in range(14)]
-
-
-@KINDS
-def test_verdicts_keep_lean_messages_positioned_in_the_whole_text(kind):
-    with verifier_of(kind, config()) as verifier:
-        verdict = verifier.check_batch([request("  linarith -- double:error")])[0]
-    assert verdict.messages[0]["pos"]["line"] == 4 and "line 4" in verdict.reason
-
-
-@KINDS
-def test_async_api_from_another_loop_and_batch_inside_a_loop(kind):
-    with verifier_of(kind, config()) as verifier:
-        async def from_my_loop():
-            one = await verifier.check(request("  linarith"))
-            many = await verifier.check_many([request(f"  linarith -- {i} double:error") for i in range(3)])
-            inside = verifier.check_batch([request("  linarith -- in a loop")])  # blocks, but works
-            return one, many, inside
-
-        one, many, inside = asyncio.run(from_my_loop())
-    assert one.proved and [v.status for v in many] == [Status.REJECTED] * 3 and inside[0].proved
-
-
-@KINDS
-def test_submit_applies_backpressure(kind):
-    with verifier_of(kind, config(workers=1, max_pending=1)) as verifier:
-        first = verifier.submit(request("  linarith -- double:slow=0.4"))
-        start = time.monotonic()
-        second = verifier.submit(request("  linarith -- 2"))  # waits until the first is done
-        assert time.monotonic() - start >= 0.3 and first.done()
-        assert second.result(timeout=10).proved
-
-
-@KINDS
-def test_close_fails_waiting_requests_instead_of_hanging(kind):
-    with contextlib.ExitStack() as stack:
-        verifier = stack.enter_context(verifier_of(kind, config(workers=1)))
-        futures = [verifier.submit(request(f"  linarith -- {i} double:slow=0.5")) for i in range(4)]
-        time.sleep(0.3)
-        threading.Thread(target=verifier.close).start()
-        outcomes = []
-        for f in futures:
-            try:
-                outcomes.append(f.result(timeout=20).status)
-            except Exception as exc:  # PoolClosedError
-                outcomes.append(type(exc).__name__)
-    assert "PoolClosedError" in outcomes and Status.PROVED not in outcomes[1:]
-    with pytest.raises(PoolClosedError):
-        verifier.check_batch([request("  linarith")])
 
 
 def test_a_batch_larger_than_the_service_takes_is_split_in_order():

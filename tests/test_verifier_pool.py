@@ -1,9 +1,12 @@
 """The local pool against the REPL double: one verdict per request under any fault, timeouts and
-memory limits, no process left behind, the cache, the sandbox, recycling, headers and the APIs."""
+memory limits, no process left behind, the cache, the sandbox, recycling, headers and the APIs. The
+behavioural tests marked KINDS run on the pool and on a RemoteVerifier in front of it (the HTTP service)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib.util
 import random
 import shutil
 import signal
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from processes import tagged
-from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig, make_verifier
+from prover.verifier import LeanPool, PoolClosedError, ProofRequest, Status, VerifierConfig, make_verifier
 from prover.verifier.sandbox import bwrap_works, resolve_sandbox
 
 DOUBLE = str(Path(__file__).with_name("repl_double.py"))
@@ -61,22 +64,127 @@ OUTCOMES = {
 }
 
 
-def test_random_faults_each_request_gets_exactly_one_verdict():
-    rng = random.Random(1234)
+
+def _service_missing() -> str | None:
+    missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
+    return f"the http kind needs the service extra ({', '.join(missing)}): pip install -e .[service]" if missing else None
+
+
+# The behavioural tests below run on the local pool and on a RemoteVerifier in front of the same pool
+# behind the HTTP service (issue 18: the remote verifier must pass what the pool passes).
+KINDS = pytest.mark.parametrize("kind", ["local", pytest.param("http", marks=pytest.mark.skipif(
+    _service_missing() is not None, reason=str(_service_missing())))])
+
+
+@contextlib.contextmanager
+def served(pool_config: VerifierConfig, service=None):
+    """A pool on the double behind the service on loopback: yields (url, pool)."""
+    from prover.verifier.service.app import create_app
+    from prover.verifier.service.config import ServiceConfig
+    from prover.verifier.service.server import ServiceThread
+
+    with LeanPool(pool_config) as pool:
+        with ServiceThread(create_app(pool, service or ServiceConfig(), pool_config)) as url:
+            yield url, pool
+
+
+@contextlib.contextmanager
+def verifier_of(kind: str, pool_config: VerifierConfig, service=None):
+    """The local pool itself, or a RemoteVerifier in front of the same pool behind the service."""
+    if kind == "local":
+        with LeanPool(pool_config) as pool:
+            yield pool
+        return
+    from prover.verifier.http import RemoteVerifier
+
+    with served(pool_config, service) as (url, _):
+        client = VerifierConfig(backend="http", url=url, workers=pool_config.workers, max_pending=pool_config.max_pending)
+        with make_verifier(client) as remote:
+            assert isinstance(remote, RemoteVerifier)
+            yield remote
+
+
+@KINDS
+def test_random_faults_each_request_gets_exactly_one_verdict(kind):
+    rng = random.Random(4321)
     kinds = [k for k in OUTCOMES if k != "double:hang"]
-    picks = [rng.choice(kinds) for _ in range(44)] + ["double:hang"] * 2
+    picks = [rng.choice(kinds) for _ in range(30)] + ["double:hang"]
     rng.shuffle(picks)
     # distinct proofs (the index) so that the cache does not fold them together
-    requests = [request(f"  linarith  -- {i} {d}") for i, d in enumerate(picks)]
+    requests = [request(f"  linarith  -- {i} {d} {kind}") for i, d in enumerate(picks)]
     tag = uuid.uuid4().hex
-    with LeanPool(config(tag, workers=3, timeout=1.0)) as pool:
-        verdicts = pool.check_batch(requests)
-        assert len(verdicts) == len(requests)
-        for d, v in zip(picks, verdicts):
-            assert v.status in OUTCOMES[d], (d, v)
-            assert v.reward() is None if v.status is Status.ERROR else v.reward() in (0.0, 1.0)
-        assert sum(v.proved for v in verdicts) == sum(OUTCOMES[d] == {Status.PROVED} for d in picks)
+    with verifier_of(kind, config(tag, workers=3, timeout=1.0)) as verifier:
+        verdicts = verifier.check_batch(requests)
+    assert len(verdicts) == len(requests)
+    for d, v in zip(picks, verdicts):
+        assert v.status in OUTCOMES[d], (d, v)
+        assert v.reward() is None if v.status is Status.ERROR else v.reward() in (0.0, 1.0)
+    assert sum(v.proved for v in verdicts) == sum(OUTCOMES[d] == {Status.PROVED} for d in picks)
     assert wait_gone(tag) == []
+
+
+@KINDS
+def test_a_timeout_is_a_verdict_and_the_next_proof_is_checked(kind):
+    with verifier_of(kind, config(workers=1, timeout=0.5)) as verifier:
+        hung, after = verifier.check_batch([request("  linarith -- double:hang"), request("  linarith")])
+    assert hung.status is Status.TIMEOUT and hung.check == "timeout" and hung.reward() == 0.0 and after.proved
+
+
+@KINDS
+def test_batch_keeps_input_order(kind):
+    proofs = [f"  linarith -- {i} double:slow={0.01 * (7 - i % 7):.2f}" + (" double:error" if i % 3 == 0 else "")
+              for i in range(14)]
+    with verifier_of(kind, config(workers=3)) as verifier:
+        verdicts = verifier.check_batch([request(p) for p in proofs])
+    assert [v.status for v in verdicts] == [Status.REJECTED if i % 3 == 0 else Status.PROVED for i in range(14)]
+
+
+@KINDS
+def test_verdicts_keep_lean_messages_positioned_in_the_whole_text(kind):
+    with verifier_of(kind, config()) as verifier:
+        verdict = verifier.check_batch([request("  linarith -- double:error")])[0]
+    assert verdict.messages[0]["pos"]["line"] == 4 and "line 4" in verdict.reason
+
+
+@KINDS
+def test_async_api_from_another_loop_and_batch_inside_a_loop(kind):
+    with verifier_of(kind, config()) as verifier:
+        async def from_my_loop():
+            one = await verifier.check(request("  linarith"))
+            many = await verifier.check_many([request(f"  linarith -- {i} double:error") for i in range(3)])
+            inside = verifier.check_batch([request("  linarith -- in a loop")])  # blocks, but works
+            return one, many, inside
+
+        one, many, inside = asyncio.run(from_my_loop())
+    assert one.proved and [v.status for v in many] == [Status.REJECTED] * 3 and inside[0].proved
+
+
+@KINDS
+def test_submit_applies_backpressure(kind):
+    with verifier_of(kind, config(workers=1, max_pending=1)) as verifier:
+        first = verifier.submit(request("  linarith -- double:slow=0.4"))
+        start = time.monotonic()
+        second = verifier.submit(request("  linarith -- 2"))  # waits until the first is done
+        assert time.monotonic() - start >= 0.3 and first.done()
+        assert second.result(timeout=10).proved
+
+
+@KINDS
+def test_close_fails_waiting_requests_instead_of_hanging(kind):
+    with contextlib.ExitStack() as stack:
+        verifier = stack.enter_context(verifier_of(kind, config(workers=1)))
+        futures = [verifier.submit(request(f"  linarith -- {i} double:slow=0.5")) for i in range(4)]
+        time.sleep(0.3)
+        threading.Thread(target=verifier.close).start()
+        outcomes = []
+        for f in futures:
+            try:
+                outcomes.append(f.result(timeout=20).status)
+            except Exception as exc:  # PoolClosedError
+                outcomes.append(type(exc).__name__)
+    assert "PoolClosedError" in outcomes and Status.PROVED not in outcomes[1:]
+    with pytest.raises(PoolClosedError):
+        verifier.check_batch([request("  linarith")])
 
 
 def test_transient_crash_is_retried_once(tmp_path):
@@ -342,54 +450,14 @@ def test_screen_and_statement_errors_need_no_worker():
     assert nameless.status is Status.ERROR and nameless.check == "statement"
 
 
-def test_messages_are_positioned_in_the_whole_text():
-    with LeanPool(config()) as pool:
-        verdict = pool.check_batch([request("  linarith -- double:error")])[0]
-    # the double reports its error on line 2 of the command; the header has 2 lines
-    assert verdict.messages[0]["pos"]["line"] == 4 and "line 4" in verdict.reason
 
 
-def test_async_api_from_another_loop_and_batch_inside_a_loop():
-    with make_verifier(config()) as pool:
-        async def from_my_loop():
-            one = await pool.check(request("  linarith"))
-            many = await pool.check_many([request(f"  linarith -- {i} double:error") for i in range(3)])
-            inside = pool.check_batch([request("  linarith -- in a loop")])  # blocks, but works
-            return one, many, inside
-
-        one, many, inside = asyncio.run(from_my_loop())
-    assert one.proved and [v.status for v in many] == [Status.REJECTED] * 3 and inside[0].proved
 
 
-def test_batch_keeps_input_order():
-    proofs = [f"  linarith -- {i} double:slow={0.01 * (7 - i % 7):.2f}" + (" double:error" if i % 3 == 0 else "")
-              for i in range(14)]
-    with LeanPool(config(workers=3)) as pool:
-        verdicts = pool.check_batch([request(p) for p in proofs])
-    assert [v.status for v in verdicts] == [Status.REJECTED if i % 3 == 0 else Status.PROVED for i in range(14)]
 
 
-def test_submit_applies_backpressure():
-    with LeanPool(config(workers=1, max_pending=1)) as pool:
-        first = pool.submit(request("  linarith -- double:slow=0.4"))
-        start = time.monotonic()
-        second = pool.submit(request("  linarith -- 2"))  # waits until the first is done
-        assert time.monotonic() - start >= 0.3 and first.done()
-        assert second.result(timeout=10).proved
 
 
-def test_close_fails_waiting_requests_instead_of_hanging():
-    pool = LeanPool(config(workers=1))
-    futures = [pool.submit(request(f"  linarith -- {i} double:slow=0.5")) for i in range(4)]
-    time.sleep(0.3)
-    threading.Thread(target=pool.close).start()
-    outcomes = []
-    for f in futures:
-        try:
-            outcomes.append(f.result(timeout=20).status)
-        except Exception as exc:  # PoolClosedError
-            outcomes.append(type(exc).__name__)
-    assert "PoolClosedError" in outcomes and Status.PROVED not in outcomes[1:]
 
 
 def test_missing_lean_project_names_the_fix(monkeypatch):
