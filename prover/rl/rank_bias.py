@@ -228,6 +228,8 @@ class RankBiasCallback(TrainerCallback):
         # forward passes need all of them; only the main process writes.
         if self.probe_path.exists():  # a resumed run keeps the initial model's probe
             self.probe = RankBiasProbe.load(self.probe_path)
+            if state.is_world_process_zero:
+                self._truncate_after(state.global_step)
             return
         self.probe = self.build(model)
         if state.is_world_process_zero:
@@ -249,6 +251,13 @@ class RankBiasCallback(TrainerCallback):
         if self.log_metric is not None:
             for i, q in enumerate(quarters, 1):
                 self.log_metric(f"rank_bias/uplift_q{i}", math.nan if q is None else q)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop results of steps after the checkpoint a run resumes from: it evaluates them again."""
+        history = self.history()
+        kept = [r for r in history if r.step <= step]
+        if len(kept) < len(history):
+            self.results_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in kept))
 
     def history(self) -> list[RankBiasResult]:
         if not self.results_path.exists():

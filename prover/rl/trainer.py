@@ -1,6 +1,6 @@
 """TRL's GRPOTrainer with the unlikeliness reward, the reference's dynamic update and a gradient-norm skip.
 
-TRL is pinned (trl==1.16.0) because seven private methods are overridden, each as a thin wrapper
+TRL is pinned (trl==1.16.0) because eight private methods are overridden, each as a thin wrapper
 around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upgrade fails loudly:
 
 - ``GRPOTrainer._generate``: times generation and keeps the prompt token ids, which the ranking needs.
@@ -16,7 +16,10 @@ around TRL's own, and ``tests/test_train.py`` asserts their signatures so an upg
   dropping the gradients there makes ``optimizer.step()`` a no-op (AdamW skips parameters without a
   gradient: no momentum, no weight decay), which is what a *skip* means.
 - ``transformers.Trainer._save_checkpoint`` / ``_load_rng_state``: the dynamic-update buffer (rows with
-  signal waiting for an update) is saved beside the RNG state and restored with it on resume.
+  signal waiting for an update), TRL's buffered generation batch and step counter are saved beside
+  the RNG state and restored with it on resume (``prover.rl.resume_state``).
+- ``GRPOTrainer._get_train_sampler``: TRL's sampler with an epoch-replaying ``set_epoch`` (same module).
+- ``GRPOTrainer.create_model_card`` (none during training) and ``GRPOTrainer.log`` (counts as counts).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from trl.trainer.utils import pad
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from prover.rl.config import ProverGRPOConfig
+from prover.rl.resume_state import ReplayRepeatSampler, load_resume_state, save_resume_state
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
 from prover.rl.unlikeliness import sequence_logprob, shape_rewards, zero_signal_groups
@@ -274,17 +278,48 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        save_resume_state(self, folder)
         if self.args.dynamic_update:
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             torch.save({"rows": self._buffer, "size": self._buffer_size}, self._buffer_file(folder))
 
     def _load_rng_state(self, checkpoint):
-        """Called once when training resumes from ``checkpoint``: restore the RNG state and the buffer."""
+        """Called once when training resumes from ``checkpoint``: restore the RNG state and the buffers."""
         super()._load_rng_state(checkpoint)
-        if checkpoint is not None and self.args.dynamic_update and self._buffer_file(checkpoint).is_file():
+        if checkpoint is None:
+            return
+        load_resume_state(self, checkpoint)
+        if self.solved is not None:
+            self.solved.truncate_from(self.state.global_step)
+            self._solved_names = set(self.solved.names)
+        if self.args.dynamic_update and self._buffer_file(checkpoint).is_file():
             state = torch.load(self._buffer_file(checkpoint), map_location=self.accelerator.device)
             self._buffer, self._buffer_size = state["rows"], state["size"]
             logger.info("resumed the dynamic-update buffer: %d samples with signal", self._buffer_size)
+
+    def _get_train_sampler(self, dataset=None):
+        """TRL's sampler, made to give every epoch the same order in a resumed run (prover.rl.resume_state)."""
+        sampler = super()._get_train_sampler(dataset)
+        return ReplayRepeatSampler(sampler.data_source, sampler.mini_repeat_count, sampler.batch_size,
+                                   sampler.repeat_count, sampler.shuffle, sampler.seed)
+
+    def create_model_card(self, *args, **kwargs):
+        """TRL writes a generic card at every checkpoint; prover.rl.model_card writes the run's own at the end."""
+
+    # Running counts are logged as their latest value, per-batch counts as their sum since the last log,
+    # not as TRL's mean over the logging window (which made solved_total 37.4).
+    _LATEST = ("solved_total", "dynamic/buffer_size")
+    _SUMMED = ("verifier/checked",)
+
+    def log(self, logs, start_time=None):
+        for metrics in self._metrics.values():
+            for key in self._LATEST:
+                if metrics.get(key):
+                    metrics[key] = metrics[key][-1:]
+            for key in self._SUMMED:
+                if metrics.get(key):
+                    metrics[key] = [sum(metrics[key])]
+        super().log(logs, start_time)
 
     # ---- the update -------------------------------------------------------------------------------
 
