@@ -18,6 +18,7 @@ import copy
 import logging
 import os
 import shlex
+import shutil
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -176,21 +177,24 @@ def evaluate_model(config: TrainConfig, model: str, run_dir: Path, title: str):
     return summary
 
 
-def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) -> Path:
-    """GRPO (+ unlikeliness) from ``model`` into ``run_dir``; returns the final model's directory.
+def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) -> tuple[Path, bool]:
+    """GRPO (+ unlikeliness) from ``model`` into ``run_dir``; returns the final model's directory and
+    whether it was trained now (False: final/ is complete and no step is left to train).
 
-    A run whose final/ is complete is not trained again. final/ is written under another name and
-    renamed, so that it exists only once complete.
+    final/ is written under another name and renamed, so that it exists only once complete.
     """
-    import shutil
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from prover.rl.resume_state import last_complete_checkpoint
 
     final = run_dir / "final"
-    if (final / "config.json").is_file():
+    last = last_complete_checkpoint(run_dir)
+    last_step = int(Path(last).name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")) if last else None
+    if (final / "config.json").is_file() and (last_step is None or last_step >= config.grpo.max_steps):
         logger.info("%s is complete: training finished earlier", final)
-        return final
+        return final, False
 
     from transformers import AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from prover.rl.dataset import build_dataset
     from prover.rl.progress import use_line_progress
@@ -213,7 +217,6 @@ def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) 
         use_line_progress(trainer)
         for cb in callbacks:
             cb.log_metric = trainer._log_metric  # TRL's channel for extra metrics (averaged over processes)
-        last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
         if last:
             logger.info("resuming from %s", last)
         trainer.train(resume_from_checkpoint=last)
@@ -224,7 +227,7 @@ def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) 
             shutil.rmtree(final, ignore_errors=True)
             partial.rename(final)
         trainer.accelerator.wait_for_everyone()
-    return final
+    return final, True
 
 
 def _probe_builder(config: TrainConfig, task: Task, tokenizer, reward):
@@ -352,9 +355,13 @@ def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None =
             summaries["base"] = evaluate_model(config, model, run_dir / "eval_before", "the base model")
         for v in runs:
             announce(f"{v.label} for {v.config.grpo.max_steps} steps -> {v.run_dir}")
-            final = train(v.config, setup.task, setup.train_problems, model, v.run_dir)
+            final, trained = train(v.config, setup.task, setup.train_problems, model, v.run_dir)
             print(f"final model: {final}", flush=True)
             after = None
+            stale = v.run_dir / "eval_after"
+            if trained and stale.is_dir() and is_main_process():  # results of the final/ just replaced
+                logger.warning("removing %s: it evaluated the model that final/ held before this run", stale)
+                shutil.rmtree(stale)
             if config.eval.enabled:
                 announce(f"pass@k of the {v.label} model")
                 after = summaries[v.label] = evaluate_model(v.config, str(final), v.run_dir / "eval_after",
@@ -380,11 +387,10 @@ def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None =
 
 def interrupted_line(config: TrainConfig, argv: list[str]) -> str:
     """What Ctrl-C prints: where the run stands and the command that resumes it."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from prover.rl.resume_state import last_complete_checkpoint
 
     run_dir = Path(config.grpo.output_dir)
-    checkpoints = [c for d in [v.run_dir for v in variants(config)] if d.is_dir()
-                   for c in [get_last_checkpoint(str(d))] if c]
+    checkpoints = [c for c in (last_complete_checkpoint(v.run_dir) for v in variants(config)) if c]
     where = f"last checkpoint {checkpoints[-1]}" if checkpoints else "no checkpoint yet"
     return (f"prover.train: interrupted ({where}; finished evaluations in {run_dir} are kept); "
             f"resume with: {command_line(argv)}")

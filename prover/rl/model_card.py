@@ -121,5 +121,5 @@ def write_model_card(paths: list[Path], config: "TrainConfig", base_model: str, 
     summaries = summaries or {}
     text = render(config, base_model, command, summaries.get("before"), summaries.get("after"), note=note)
     for path in paths:
-        if path.parent.is_dir():
+        if path.parent.is_dir() and not (path.is_file() and path.read_text() == text):  # a rerun changes nothing
             path.write_text(text)

@@ -42,6 +42,21 @@ class ReplayRepeatSampler(RepeatSampler):
             torch.randperm(self.num_samples, generator=self.generator)
 
 
+def last_complete_checkpoint(run_dir: str | Path) -> str | None:
+    """The checkpoint to resume from: the last one with ``trainer_state.json``, which transformers writes
+    after everything else (and before it deletes older checkpoints). Ctrl-C during a save leaves a
+    checkpoint without it, which transformers' own ``get_last_checkpoint`` would pick and fail on."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    steps = []
+    for path in Path(run_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if step.isdigit() and (path / TRAINER_STATE_NAME).is_file():
+            steps.append((int(step), path))
+    return str(max(steps)[1]) if steps else None
+
+
 def state_file(checkpoint: str | Path, process_index: int) -> Path:
     return Path(checkpoint) / f"resume_state_{process_index}.pt"
 

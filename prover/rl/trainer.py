@@ -277,11 +277,13 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         return Path(checkpoint) / f"dynamic_buffer_{self.accelerator.process_index}.pt"
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # Ours first: transformers writes trainer_state.json last, so a checkpoint that has it is complete.
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
         save_resume_state(self, folder)
         if self.args.dynamic_update:
             torch.save({"rows": self._buffer, "size": self._buffer_size}, self._buffer_file(folder))
+        super()._save_checkpoint(model, trial)
 
     def _load_rng_state(self, checkpoint):
         """Called once when training resumes from ``checkpoint``: restore the RNG state and the buffers."""
