@@ -253,7 +253,7 @@ def plot_uplift_comparison(results: dict[str, RankBiasResult], path: str | Path,
         low = np.array([100 * c[1] for c in cells if c is not None])
         high = np.array([100 * c[2] for c in cells if c is not None])
         n = sum(result.counts)
-        ax.errorbar(xs, mean, yerr=[mean - low, high - mean], marker="o", markersize=4, capsize=3,
+        ax.errorbar(xs, mean, yerr=np.vstack([mean - low, high - mean]), marker="o", markersize=4, capsize=3,
                     label=f"{label} ({n} proofs)")
     ticks = list(range(1, bins + 1))
     ax.set_xticks(ticks, list(QUARTERS) if bins == 4 else [f"bin {b}" for b in ticks])
