@@ -125,8 +125,9 @@ DEFAULT_JOB: dict[str, Any] = {
     },
     # 192 test theorems x 256 proofs, for the base and each trained model (~45 s each)
     "eval": {"enabled": True, "dataset": "test", "samples": 256, "sampler": {"batch_size": 256}},
-    # 64 probe theorems x 16 proofs from the base model; evaluated every 100 steps and at the end
-    "rank_bias": {"enabled": True, "dataset": "probe", "problems": 64, "samples": 16, "every": 100},
+    # 32 probe theorems x 16 proofs from the base model, as in the study (the probe draws from the global
+    # RNG before training starts, so its size is part of what the seed decides); every 100 steps and at the end
+    "rank_bias": {"enabled": True, "dataset": "probe", "problems": 32, "samples": 16, "every": 100},
 }
 
 
