@@ -195,6 +195,12 @@ def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) 
         logger.info("%s is complete: training finished earlier", final)
         return final, False
 
+    from prover.rl.resume_state import discard_incomplete_checkpoints
+
+    discard_incomplete_checkpoints(run_dir)
+    if last is None:
+        _start_over(run_dir)
+
     from transformers import AutoTokenizer
 
     from prover.rl.dataset import build_dataset
@@ -229,6 +235,25 @@ def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) 
             partial.rename(final)
         trainer.accelerator.wait_for_everyone()
     return final, True
+
+
+# What training writes besides checkpoints; a run that reached no complete checkpoint writes it anew.
+TRAINING_FILES = ("solved_proofs.jsonl", "rank_bias_probe.json", "rank_bias.jsonl", "rank_bias.png")
+
+
+def _start_over(run_dir: Path) -> None:
+    """Remove what an attempt that reached no checkpoint wrote, so that starting over repeats it exactly
+    (every process does it before any reaches the first barrier of training)."""
+    import torch.distributed as dist
+
+    stale = [run_dir / name for name in TRAINING_FILES if (run_dir / name).exists()]
+    if stale:
+        logger.warning("%s reached no checkpoint before it stopped: starting over, removing %s", run_dir,
+                       ", ".join(p.name for p in stale))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _probe_builder(config: TrainConfig, task: Task, tokenizer, reward):

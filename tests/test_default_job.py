@@ -316,3 +316,27 @@ def test_settings_that_only_change_how_a_run_is_watched_may_change():
                     "new_field": 3}, "eval": {"enabled": False, "samples": 256}}
     changed = changed_settings(recorded, now)
     assert list(changed) == ["grpo.new_field"]  # a setting the recorded run did not have counts as a change
+
+
+def test_attempt_cut_before_its_first_checkpoint_starts_over_exactly(finished, tmp_path):
+    """What Ctrl-C leaves before the first checkpoint of the GRPO + unlikeliness run: its probe, proofs and
+    rank-bias lines, and a checkpoint whose save was cut short. The rerun starts over and ends as the
+    uninterrupted job did (a probe read back instead of drawn would leave the RNG elsewhere)."""
+    import shutil
+
+    reference, _ = finished
+    run_dir = tmp_path / "default-job"
+    shutil.copytree(reference, run_dir)
+    unlikely = run_dir / "grpo-unlikeliness"
+    for name in ("final", "eval_after", "checkpoint-8"):
+        shutil.rmtree(unlikely / name)
+    shutil.rmtree(run_dir / "grpo" / "eval_after")  # it names the model by its path, which the copy moved
+    (unlikely / "checkpoint-8").mkdir()
+    (unlikely / "checkpoint-8" / "model.safetensors").write_bytes(b"cut short")
+    rc, _, err = run_main(["--grpo.output_dir", str(run_dir), *SMALL])
+    assert rc == 0, err
+    a = load_file(reference / "grpo-unlikeliness" / "final" / "model.safetensors")
+    b = load_file(unlikely / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("solved_proofs.jsonl", "rank_bias.jsonl", "rank_bias_probe.json"):
+        assert (unlikely / name).read_text() == (reference / "grpo-unlikeliness" / name).read_text(), name

@@ -16,7 +16,10 @@ resumed run (the default job ended at pass@1 81.2 instead of 84.7):
   buffer of rows itself is saved by the trainer (``dynamic_buffer_<process>.pt``).
 
 Training-side files written after the checkpoint (solved proofs, rank-bias lines) are cut back to
-the checkpoint's step by their owners, so that the resumed run appends them once.
+the checkpoint's step by their owners, so that the resumed run appends them once. A run that reached
+no complete checkpoint starts over, and what it wrote is removed first (``prover.train``): the
+rank-bias probe is drawn from the global RNG before training, so reading an earlier attempt's probe
+back instead would start the training from another RNG state.
 """
 
 from __future__ import annotations
@@ -55,6 +58,23 @@ def last_complete_checkpoint(run_dir: str | Path) -> str | None:
         if step.isdigit() and (path / TRAINER_STATE_NAME).is_file():
             steps.append((int(step), path))
     return str(max(steps)[1]) if steps else None
+
+
+def discard_incomplete_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Delete checkpoints without ``trainer_state.json`` (a save cut short); returns them. Left in place,
+    one numbered above the run's last complete checkpoint would outrank it in transformers' rotation,
+    which with ``save_total_limit`` would then delete the complete one."""
+    import shutil
+
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    removed = [p for p in Path(run_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+               if p.is_dir() and not (p / TRAINER_STATE_NAME).is_file()]
+    for path in removed:
+        logger.warning("removing %s: its save was cut short (no %s)", path, TRAINER_STATE_NAME)
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def state_file(checkpoint: str | Path, process_index: int) -> Path:
