@@ -405,7 +405,10 @@ def test_solved_proofs_survive_a_restart(tmp_path):
     again = SolvedProofs(path)
     assert again.names == {"a"} and again.add([rec, {**rec, "proof": "q"}], step=7) == 1
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [3, 7]
-    path.write_text("not json\n")
+    with path.open("a") as f:
+        f.write('{"name": "b", "statem')  # Ctrl-C in the middle of a write
+    assert SolvedProofs(path).names == {"a"} and path.read_text().endswith("\n")
+    path.write_text("not json\n")  # a whole line that is not a record is an error
     with pytest.raises(ValueError, match="solved.jsonl:1"):
         SolvedProofs(path)
 

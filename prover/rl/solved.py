@@ -30,7 +30,12 @@ class SolvedProofs:
         self._seen: set[str] = set()
         self.names: set[str] = set()
         if self.path.exists():
-            for lineno, line in enumerate(self.path.read_text().splitlines(), 1):
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):  # a write cut short by a crash or Ctrl-C: no whole record
+                logger.warning("%s: dropping a torn last line (an interrupted write)", self.path)
+                text = text[:text.rfind("\n") + 1]
+                self.path.write_text(text)
+            for lineno, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
