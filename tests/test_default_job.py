@@ -246,8 +246,10 @@ def interrupted(cache, finished, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     out_path, err_path = run_dir.parent / "stdout.txt", run_dir.parent / "stderr.txt"
     with out_path.open("w") as out, err_path.open("w") as err:
+        # A job started from a background shell inherits an ignored SIGINT; a user's terminal job does not.
         job = subprocess.Popen([sys.executable, "-m", "prover.train", "--grpo.output_dir", str(run_dir), *SMALL],
-                               cwd=ROOT, env=env, stdout=out, stderr=err)
+                               cwd=ROOT, env=env, stdout=out, stderr=err,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 600
         while not list((run_dir / "grpo-unlikeliness").glob("checkpoint-*")) and job.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint of the second run within 10 minutes"
