@@ -34,7 +34,7 @@ class RunDirBusy(RuntimeError):
 
 def describe_holder(info: dict[str, Any]) -> str:
     """``pid 123 on host h since 2026-11-30T12:00:00+00:00 (python -m prover.train ...)``."""
-    command = " ".join(info.get("argv") or [])
+    command = info.get("command") or " ".join(info.get("argv") or [])
     return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('started', '?')}"
             + (f" ({command})" if command else ""))
 
@@ -43,8 +43,9 @@ class RunLock:
     """``with RunLock(run_dir):`` holds ``run_dir`` for this process; raises ``RunDirBusy`` when another
     process holds it. Creates ``run_dir`` if needed."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, command: str | None = None):
         self.run_dir = Path(run_dir)
+        self.command = command  # what the holder runs, as its user typed it (default: sys.argv)
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
 
@@ -76,7 +77,8 @@ class RunLock:
             logger.warning("taking over the stale lock of %s left by %s, which no longer runs", self.run_dir,
                            describe_holder(previous))
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv}
+                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv,
+                "command": self.command}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         return self

@@ -356,7 +356,7 @@ def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None =
         logger.warning("eval.enabled is ignored under a multi-process launch: run prover.evaluate on final/ afterwards")
         config.eval.enabled = False
     command = command_line(argv or [])
-    with RunLock(run_dir) if is_main_process() else nullcontext():
+    with RunLock(run_dir, command) if is_main_process() else nullcontext():
         changed = check_resume(run_dir, config, config.resume, config.resume_changed)
         model = resolve_model(config, setup.task, progress=is_terminal())
         if is_main_process():
