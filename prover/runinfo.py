@@ -71,18 +71,22 @@ def write_run_info(run_dir: str | Path, config: Any, seeds: dict[str, int] | Non
                    lean_project: str | Path | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write ``config.yaml`` and ``run_info.json`` into ``run_dir``; returns the info file's path.
 
-    Called at the start of every run; on resume the previous info is kept as ``run_info.<n>.json``
-    so that a run resumed under other versions says so.
+    Called at the start of every run; on resume the previous info and config are kept as
+    ``run_info.<n>.json`` and ``config.<n>.yaml``, so that a run resumed under other versions (or,
+    with ``resume_changed``, other settings) says so.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     info_path = run_dir / "run_info.json"
+    config_path = run_dir / "config.yaml"
     if info_path.exists():
         n = 1
         while (run_dir / f"run_info.{n}.json").exists():
             n += 1
         info_path.rename(run_dir / f"run_info.{n}.json")
+        if config_path.exists():
+            config_path.rename(run_dir / f"config.{n}.yaml")
+    config_path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     info = {
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv,

@@ -180,13 +180,13 @@ DYNAMIC_SETTINGS = [
     "--grpo.disable_tqdm", "true", "--eval.enabled", "false", "--rank_bias.enabled", "false"]
 
 
-def launch_dynamic(tmp_path: Path, max_steps: int, silent_rank: int | None) -> subprocess.CompletedProcess:
+def launch_dynamic(tmp_path: Path, max_steps: int, silent_rank: int | None, *extra: str) -> subprocess.CompletedProcess:
     harness = tmp_path / "dynamic_harness.py"
     harness.write_text(DYNAMIC_HARNESS)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
                 "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
     argv = [*torchrun, str(harness), *DYNAMIC_SETTINGS, "--grpo.output_dir", str(tmp_path / "run"),
-            "--grpo.max_steps", str(max_steps)]
+            "--grpo.max_steps", str(max_steps), *extra]
     env = {**os.environ, "DYNAMIC_LOG": str(tmp_path / "dynamic"), "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false", "SILENT_FIRST_BATCH": "" if silent_rank is None else str(silent_rank)}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -214,7 +214,7 @@ def test_two_processes_hold_train_and_resume_with_the_dynamic_update(tmp_path):
 
     for rank in (0, 1):
         Path(f"{tmp_path / 'dynamic'}.{rank}").unlink()
-    second = launch_dynamic(tmp_path, max_steps=6, silent_rank=None)
+    second = launch_dynamic(tmp_path, 6, None, "--resume_changed")  # 4 more steps, continued on purpose
     assert "resumed the dynamic update: 16 samples with signal" in second.stderr
     logs = read_logs(tmp_path / "dynamic", 2)
     steps = {rank: [r for r in logs[rank] if "step" in r] for rank in (0, 1)}

@@ -6,17 +6,19 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 import transformers
 import trl
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from prover.data.problem import Problem
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.dataset import build_dataset
-from prover.rl.rank_bias import RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift
+from prover.rl.rank_bias import (RankBiasCallback, RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift,
+                                 plot_uplift_comparison)
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
 from prover.rl.trainer import UnlikelinessGRPOTrainer
@@ -240,6 +242,73 @@ def test_dynamic_update_concatenates_buffered_batches(tiny_model_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for a, b in zip(resumed._buffer, saved[step]["rows"]) for k in a)
 
 
+# ---- resuming repeats the uninterrupted run ----
+
+class Interrupt(Exception):
+    """Stands for Ctrl-C inside a test (a real KeyboardInterrupt would stop pytest itself)."""
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Interrupt
+
+
+@pytest.mark.parametrize("max_steps, save_steps, stop_at", [
+    (20, 8, 11),  # 8 steps per epoch: the checkpoint at step 8 resumes into epoch 1 (TRL's sampler replayed epoch 0)
+    (12, 3, 5),  # num_iterations 2: checkpoint 3 sits inside a generation batch's 2 steps (TRL's buffer was lost)
+])
+def test_resumed_run_repeats_the_uninterrupted_one(tiny_model_dir, tmp_path, max_steps, save_steps, stop_at):
+    settings = dict(max_steps=max_steps, save_steps=save_steps, num_iterations=2)
+    whole = make_trainer(tiny_model_dir, tmp_path / "whole", **settings)
+    whole.train()
+    cut = make_trainer(tiny_model_dir, tmp_path / "cut", **settings)
+    cut.add_callback(StopAt(stop_at))
+    with pytest.raises(Interrupt):
+        cut.train()
+    resumed = make_trainer(tiny_model_dir, tmp_path / "cut", **settings)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / f"checkpoint-{save_steps * (stop_at // save_steps)}"))
+    assert resumed.state.global_step == max_steps
+    weights = params(whole.model)
+    assert all(torch.equal(p, weights[n]) for n, p in resumed.model.named_parameters())
+    history = lambda t: [(h["step"], h["loss"], h.get("pass_rate")) for h in t.state.log_history if "loss" in h]  # noqa: E731
+    assert history(resumed)[-3:] == history(whole)[-3:]
+    # the proofs found after the checkpoint were dropped and found again: the files agree line by line
+    assert (tmp_path / "cut" / "solved_proofs.jsonl").read_text() == (tmp_path / "whole" / "solved_proofs.jsonl").read_text()
+
+
+def test_replay_sampler_gives_each_epoch_the_uninterrupted_order():
+    from trl.trainer.utils import RepeatSampler
+
+    from prover.rl.resume_state import ReplayRepeatSampler
+
+    data = list(range(10))
+    trl_sampler = RepeatSampler(data, mini_repeat_count=2, batch_size=5, seed=3)
+    uninterrupted = [list(trl_sampler) for _ in range(3)]  # TRL's: one generator, epoch after epoch
+    fresh = ReplayRepeatSampler(data, mini_repeat_count=2, batch_size=5, seed=3)  # a resumed run's new sampler
+    fresh.set_epoch(2)
+    assert list(fresh) == uninterrupted[2]
+    assert list(RepeatSampler(data, mini_repeat_count=2, batch_size=5, seed=3)) != uninterrupted[2]  # what TRL did
+
+
+def test_counts_are_logged_as_counts(tiny_model_dir, tmp_path):
+    """solved_total is a running count: a log over 2 generation batches shows the count, not their mean."""
+    trainer = make_trainer(tiny_model_dir, tmp_path, max_steps=4, logging_steps=4, save_steps=10)
+    trainer.train()
+    solved = {json.loads(line)["name"] for line in (tmp_path / "solved_proofs.jsonl").read_text().splitlines()}
+    assert logged(trainer, "solved_total") == [float(len(solved))]
+    checked = logged(trainer, "verifier/checked")
+    assert checked and all(float(c).is_integer() for c in checked)
+
+
+def test_trl_model_card_is_not_written(trained):
+    _, out, _ = trained
+    assert not (out / "README.md").exists()  # TRL's generic card; prover.rl.model_card writes the run's own
+
+
 # ---- the private methods we override or call: an upgrade of TRL/transformers must fail here ----
 
 def _names(fn):
@@ -258,6 +327,18 @@ def test_pinned_private_signatures():
     assert _names(transformers.Trainer._get_grad_norm) == ["self", "model", "grad_norm"]
     assert _names(transformers.Trainer._save_checkpoint) == ["self", "model", "trial"]
     assert _names(transformers.Trainer._load_rng_state) == ["self", "checkpoint"]
+    assert _names(trl.GRPOTrainer._get_train_sampler) == ["self", "dataset"]
+    assert _names(trl.trainer.utils.RepeatSampler.__init__) == [
+        "self", "data_source", "mini_repeat_count", "batch_size", "repeat_count", "shuffle", "seed"]
+    assert "torch.randperm(self.num_samples, generator=self.generator)" in inspect.getsource(
+        trl.trainer.utils.RepeatSampler.__iter__)
+    # what prover.rl.resume_state saves: TRL's generation buffer and the step counter that indexes it
+    prepare = inspect.getsource(trl.GRPOTrainer._prepare_inputs)
+    assert "if self._step % generate_every == 0 or self._buffered_inputs is None:" in prepare
+    assert "inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]" in prepare
+    # TRL averages every metric over the logging window in log(), then clears them
+    log = inspect.getsource(trl.GRPOTrainer.log)
+    assert "for key, val in self._metrics[mode].items():" in log and "self._metrics[mode].clear()" in log
     # the condition under which TRL computes old log-probs, which _trl_computes_old_logps repeats
     source = inspect.getsource(trl.GRPOTrainer._generate_and_score_completions)
     assert "if self.args.gradient_accumulation_steps % generate_every != 0 or (" in source
@@ -306,6 +387,17 @@ def test_dataset_leaves_out_long_prompts(tiny_model_dir):
         build_dataset(task, problems[2:], tok, max_prompt_tokens=64)
 
 
+def test_solved_proofs_are_cut_back_to_a_checkpoint(tmp_path):
+    path = tmp_path / "solved.jsonl"
+    solved = SolvedProofs(path)
+    for step, proof in ((0, "p"), (3, "q"), (4, "r"), (9, "s")):
+        solved.add([{"name": f"t{step}", "statement": "s", "proof": proof}], step=step)
+    assert solved.truncate_from(4) == 2  # found once 4 steps were done: after checkpoint-4
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [0, 3]
+    assert solved.names == {"t0", "t3"} and SolvedProofs(path).names == {"t0", "t3"}
+    assert solved.add([{"name": "t4", "statement": "s", "proof": "r"}], step=4) == 1  # found again, written once
+
+
 def test_solved_proofs_survive_a_restart(tmp_path):
     path = tmp_path / "solved.jsonl"
     rec = {"name": "a", "statement": "s", "proof": "p"}
@@ -313,7 +405,10 @@ def test_solved_proofs_survive_a_restart(tmp_path):
     again = SolvedProofs(path)
     assert again.names == {"a"} and again.add([rec, {**rec, "proof": "q"}], step=7) == 1
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [3, 7]
-    path.write_text("not json\n")
+    with path.open("a") as f:
+        f.write('{"name": "b", "statem')  # Ctrl-C in the middle of a write
+    assert SolvedProofs(path).names == {"a"} and path.read_text().endswith("\n")
+    path.write_text("not json\n")  # a whole line that is not a record is an error
     with pytest.raises(ValueError, match="solved.jsonl:1"):
         SolvedProofs(path)
 
@@ -371,6 +466,32 @@ def test_rank_bias_bins():
     res = RankBiasResult(step=0, group_size=4, rates=[1.0, 0.0, None, 0.5], counts=[2, 2, 0, 4])
     assert res.binned(2) == [0.5, 0.5] and res.binned(4) == [1.0, 0.0, None, 0.5]
     assert res.overall == pytest.approx((2 + 0 + 2) / 8)
+
+
+def test_rank_bias_intervals_resample_problems(tmp_path):
+    """Bin 0: every problem's proofs rose (no spread). Bin 1: problem 0's all rose, problem 1's none: the
+    rate is 1/2 and resampling problems spans nearly [0, 1]; resampling single proofs would not."""
+    outcomes = [[0, 0, 1], [1, 0, 1], [0, 1, 1], [0, 1, 1], [0, 1, 1], [1, 1, 0], [1, 1, 0], [1, 1, 0]]
+    res = RankBiasResult(step=5, group_size=2, rates=[1.0, 0.5], counts=[2, 6], outcomes=outcomes)
+    (m0, lo0, hi0), (m1, lo1, hi1) = res.binned_intervals(bins=2)
+    assert (m0, lo0, hi0) == (1.0, 1.0, 1.0)
+    assert m1 == 0.5 and lo1 == 0.0 and hi1 == 1.0
+    assert RankBiasResult(**json.loads(json.dumps(asdict(res)))) == res
+    png = plot_uplift_comparison({"GRPO": res, "GRPO + unlikeliness": res}, tmp_path / "rb.png", bins=2)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="older version"):
+        RankBiasResult(step=0, group_size=2, rates=[1.0, None], counts=[1, 0]).binned_intervals()
+
+
+def test_rank_bias_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
+    callback = RankBiasCallback(tmp_path, build=None, every=2)
+    RankBiasProbe(4, []).save(callback.probe_path)
+    callback.results_path.write_text("".join(
+        json.dumps(asdict(RankBiasResult(step=s, group_size=4, rates=[None] * 4, counts=[0] * 4))) + "\n"
+        for s in (2, 4, 6)))
+    state = transformers.TrainerState(global_step=4)
+    callback.on_train_begin(None, state, None)  # resuming from checkpoint-4
+    assert [r.step for r in callback.history()] == [2, 4]
 
 
 # ---- GPU: TRL's vLLM colocate path ----

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import TrainerCallback
 
@@ -70,6 +71,9 @@ class RankBiasResult:
     group_size: int
     rates: list[float | None]  # uplift rate per initial rank 0..G-1 (None: no correct proof had that rank)
     counts: list[int]  # correct probe proofs per rank
+    # one [probe problem index, initial rank, risen 0/1] per correct probe proof: what the intervals resample
+    # (None in results written before it was recorded)
+    outcomes: list[list[int]] | None = None
 
     @property
     def overall(self) -> float | None:
@@ -84,6 +88,35 @@ class RankBiasResult:
             n = sum(self.counts[lo:hi])
             risen = sum(r * c for r, c in zip(self.rates[lo:hi], self.counts[lo:hi], strict=True) if r is not None)
             out.append(risen / n if n else None)
+        return out
+
+    def binned_intervals(self, bins: int = 4, resamples: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> list[tuple[float, float, float] | None]:
+        """(rate, low, high) per rank bin, the interval a bootstrap over probe problems: the proofs of one
+        problem rise and fall together, so resampling single proofs would understate the spread."""
+        if not self.outcomes:
+            raise ValueError("this result records no per-proof outcomes (written by an older version)")
+        outcomes = np.asarray(self.outcomes, dtype=np.int64)  # (proofs, 3)
+        problems = np.unique(outcomes[:, 0], return_inverse=True)[1]
+        edges = [b * self.group_size // bins for b in range(bins + 1)]
+        bin_of = np.searchsorted(edges, np.minimum(outcomes[:, 1], self.group_size - 1), side="right") - 1
+        risen = np.zeros((problems.max() + 1, bins))  # (P, bins)
+        counts = np.zeros_like(risen)
+        np.add.at(risen, (problems, bin_of), outcomes[:, 2])
+        np.add.at(counts, (problems, bin_of), 1)
+        rng = np.random.default_rng(seed)
+        weights = rng.multinomial(len(risen), np.full(len(risen), 1 / len(risen)), size=resamples)  # (R, P)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = (weights @ risen) / (weights @ counts)  # (R, bins); NaN where a resample has no proof in a bin
+        alpha = (1 - confidence) / 2
+        out = []
+        for b in range(bins):
+            n = counts[:, b].sum()
+            if not n:
+                out.append(None)
+                continue
+            low, high = np.nanquantile(boot[:, b], [alpha, 1 - alpha])
+            out.append((float(risen[:, b].sum() / n), float(low), float(high)))
         return out
 
 
@@ -141,12 +174,16 @@ class RankBiasProbe:
         now = self._logps(model, batch_size).tolist()
         risen = [0] * self.group_size
         counts = [0] * self.group_size
+        problem_index: dict[str, int] = {}
+        outcomes = []
         for s, lp in zip(self.samples, now, strict=True):
             r = min(self.group_size - 1, int(s["rank"]))  # a probe saved with tie-shared ranks (2.5) counts them at 2
+            up = lp > s["initial_logp"]
             counts[r] += 1
-            risen[r] += lp > s["initial_logp"]
+            risen[r] += up
+            outcomes.append([problem_index.setdefault(s["problem"], len(problem_index)), r, int(up)])
         rates = [x / c if c else None for x, c in zip(risen, counts, strict=True)]
-        return RankBiasResult(step=step, group_size=self.group_size, rates=rates, counts=counts)
+        return RankBiasResult(step=step, group_size=self.group_size, rates=rates, counts=counts, outcomes=outcomes)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"group_size": self.group_size, "samples": self.samples}))
@@ -195,6 +232,46 @@ def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int =
     return path
 
 
+QUARTERS = ("least likely", "2nd", "3rd", "most likely")
+
+
+def plot_uplift_comparison(results: dict[str, RankBiasResult], path: str | Path, bins: int = 4, title: str = "",
+                           confidence: float = 0.95) -> Path:
+    """Uplift rate by initial-rank bin, one line per run (e.g. GRPO and GRPO + unlikeliness, same probe),
+    each point with its bootstrap interval over probe problems."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    offsets = np.linspace(-0.06, 0.06, max(1, len(results))) if len(results) > 1 else [0.0]
+    for offset, (label, result) in zip(offsets, results.items()):
+        cells = result.binned_intervals(bins, confidence=confidence)
+        xs = [b + 1 + offset for b, c in enumerate(cells) if c is not None]
+        mean = np.array([100 * c[0] for c in cells if c is not None])
+        low = np.array([100 * c[1] for c in cells if c is not None])
+        high = np.array([100 * c[2] for c in cells if c is not None])
+        n = sum(result.counts)
+        ax.errorbar(xs, mean, yerr=np.vstack([mean - low, high - mean]), marker="o", markersize=4, capsize=3,
+                    label=f"{label} ({n} proofs)")
+    ticks = list(range(1, bins + 1))
+    ax.set_xticks(ticks, list(QUARTERS) if bins == 4 else [f"bin {b}" for b in ticks])
+    ax.set_xlabel("initial likelihood rank of the correct proof in its group (quarters)")
+    ax.set_ylabel("uplift rate (% whose log-prob rose)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(title or f"Rank bias at the end of training ({100 * confidence:.0f}% intervals over probe problems)",
+                 fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 class RankBiasCallback(TrainerCallback):
     """Builds the probe from the model as training starts (or reloads it on resume), evaluates it
     every ``every`` optimizer steps, appends each result to
@@ -228,6 +305,8 @@ class RankBiasCallback(TrainerCallback):
         # forward passes need all of them; only the main process writes.
         if self.probe_path.exists():  # a resumed run keeps the initial model's probe
             self.probe = RankBiasProbe.load(self.probe_path)
+            if state.is_world_process_zero:
+                self._truncate_after(state.global_step)
             return
         self.probe = self.build(model)
         if state.is_world_process_zero:
@@ -249,6 +328,13 @@ class RankBiasCallback(TrainerCallback):
         if self.log_metric is not None:
             for i, q in enumerate(quarters, 1):
                 self.log_metric(f"rank_bias/uplift_q{i}", math.nan if q is None else q)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop results of steps after the checkpoint a run resumes from: it evaluates them again."""
+        history = self.history()
+        kept = [r for r in history if r.step <= step]
+        if len(kept) < len(history):
+            self.results_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in kept))
 
     def history(self) -> list[RankBiasResult]:
         if not self.results_path.exists():

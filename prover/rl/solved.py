@@ -30,7 +30,12 @@ class SolvedProofs:
         self._seen: set[str] = set()
         self.names: set[str] = set()
         if self.path.exists():
-            for lineno, line in enumerate(self.path.read_text().splitlines(), 1):
+            text = self.path.read_text()
+            if text and not text.endswith("\n"):  # a write cut short by a crash or Ctrl-C: no whole record
+                logger.warning("%s: dropping a torn last line (an interrupted write)", self.path)
+                text = text[:text.rfind("\n") + 1]
+                self.path.write_text(text)
+            for lineno, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
@@ -44,6 +49,24 @@ class SolvedProofs:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    def truncate_from(self, step: int) -> int:
+        """Drop the records found once ``step`` optimizer steps were done, or later (a run resumed from that
+        step's checkpoint finds them again); returns how many were dropped. The file is replaced atomically."""
+        if not self.path.exists():
+            return 0
+        records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [r for r in records if r.get("step", 0) < step]
+        if len(kept) == len(records):
+            return 0
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        tmp.replace(self.path)
+        self._seen = {_proof_key(r["name"], r["proof"]) for r in kept}
+        self.names = {r["name"] for r in kept}
+        logger.info("dropped %d solved proofs found from step %d on (the checkpoint resumed from)",
+                    len(records) - len(kept), step)
+        return len(records) - len(kept)
 
     def add(self, records: Iterable[dict[str, Any]], step: int) -> int:
         """Append the proofs not seen before; returns how many were new."""

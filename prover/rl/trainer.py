@@ -1,6 +1,6 @@
 """TRL's GRPOTrainer with the unlikeliness reward, the reference's dynamic update and a gradient-norm skip.
 
-TRL is pinned (trl==1.16.0) because nine private methods are overridden, each as a thin wrapper
+TRL is pinned (trl==1.16.0) because twelve private methods are overridden, each as a thin wrapper
 around TRL's own, and ``tests/test_train.py`` and ``tests/test_dynamic_update.py`` assert their
 signatures so an upgrade fails loudly:
 
@@ -22,8 +22,11 @@ signatures so an upgrade fails loudly:
   dropping the gradients there makes ``optimizer.step()`` a no-op (AdamW skips parameters without a
   gradient: no momentum, no weight decay), which is what a *skip* means.
 - ``transformers.Trainer._save_checkpoint`` / ``_load_rng_state``: the dynamic update's state (rows
-  with signal, prompts not yet sampled, optimizer steps still to take) is saved beside the RNG state
-  and restored with it on resume.
+  with signal, prompts not yet sampled, optimizer steps still to take), TRL's buffered generation
+  batch and its step counter are saved beside the RNG state and restored with it on resume
+  (``prover.rl.resume_state``).
+- ``GRPOTrainer._get_train_sampler``: TRL's sampler with an epoch-replaying ``set_epoch`` (same module).
+- ``GRPOTrainer.create_model_card`` (none during training) and ``GRPOTrainer.log`` (counts as counts).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from trl.trainer.utils import pad
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from prover.rl.config import ProverGRPOConfig
+from prover.rl.resume_state import ReplayRepeatSampler, load_resume_state, save_resume_state
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
 from prover.rl.unlikeliness import group_advantages, sequence_logprob, shape_rewards, zero_signal_groups
@@ -316,18 +320,28 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         return Path(checkpoint) / f"dynamic_buffer_{self.accelerator.process_index}.pt"
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # Ours first: transformers writes trainer_state.json last, so a checkpoint that has it is complete.
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_resume_state(self, folder)
         if self.args.dynamic_update:
-            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             torch.save({"rows": self._buffer, "size": self._buffer_size, "pending": self._pending, "plan": self._plan,
                         "processes": self.accelerator.num_processes}, self._state_file(folder))
+        super()._save_checkpoint(model, trial)
 
     def _load_rng_state(self, checkpoint):
-        """Called once when training resumes from ``checkpoint``: restore the RNG state and the
-        dynamic update's (rows with signal, prompts not sampled yet, optimizer steps not taken)."""
+        """Called once when training resumes from ``checkpoint``: restore the RNG state, TRL's generation
+        buffer, and the dynamic update's state (rows with signal, prompts not sampled yet, optimizer
+        steps not taken); cut the solved proofs back to the checkpoint."""
         super()._load_rng_state(checkpoint)
-        path = self._state_file(checkpoint) if checkpoint is not None else None
-        if not (self.args.dynamic_update and path is not None and path.is_file()):
+        if checkpoint is None:
+            return
+        load_resume_state(self, checkpoint)
+        if self.solved is not None:
+            self.solved.truncate_from(self.state.global_step)
+            self._solved_names = set(self.solved.names)
+        path = self._state_file(checkpoint)
+        if not (self.args.dynamic_update and path.is_file()):
             return
         state = torch.load(path, map_location="cpu")
         if state.get("processes", 1) != self.accelerator.num_processes:
@@ -337,6 +351,30 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         self._pending, self._plan = state.get("pending", []), state.get("plan", [])
         logger.info("resumed the dynamic update: %d samples with signal, %d prompt batches to sample, "
                     "%d optimizer steps to take", self._buffer_size, len(self._pending), len(self._plan))
+
+    def _get_train_sampler(self, dataset=None):
+        """TRL's sampler, made to give every epoch the same order in a resumed run (prover.rl.resume_state)."""
+        sampler = super()._get_train_sampler(dataset)
+        return ReplayRepeatSampler(sampler.data_source, sampler.mini_repeat_count, sampler.batch_size,
+                                   sampler.repeat_count, sampler.shuffle, sampler.seed)
+
+    def create_model_card(self, *args, **kwargs):
+        """TRL writes a generic card at every checkpoint; prover.rl.model_card writes the run's own at the end."""
+
+    # Running counts are logged as their latest value, per-batch counts as their sum since the last log,
+    # not as TRL's mean over the logging window (which made solved_total 37.4).
+    _LATEST = ("solved_total", "dynamic/buffer_size")
+    _SUMMED = ("verifier/checked",)
+
+    def log(self, logs, start_time=None):
+        for metrics in self._metrics.values():
+            for key in self._LATEST:
+                if metrics.get(key):
+                    metrics[key] = metrics[key][-1:]
+            for key in self._SUMMED:
+                if metrics.get(key):
+                    metrics[key] = [sum(metrics[key])]
+        super().log(logs, start_time)
 
     # ---- the update -------------------------------------------------------------------------------
 
