@@ -111,7 +111,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if origin in (list, tuple) or tp in (list, tuple):
             if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()] if not value.startswith("[") else yaml.safe_load(value)
+                value = (
+                    [v.strip() for v in value.split(",") if v.strip()]
+                    if not value.startswith("[")
+                    else yaml.safe_load(value)
+                )
             (item_tp,) = typing.get_args(tp)[:1] or (Any,)
             items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
             return tuple(items) if origin is tuple else items
@@ -194,8 +198,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if unknown:
         close = {k: suggest(k, sorted(fields)) for k in unknown}
         hints_text = "; ".join(f"did you mean {' or '.join(c)} for {k}?" for k, c in close.items() if c)
-        raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}"
-                          + (f"; {hints_text}" if hints_text else f" ({len(fields)} known keys; --help lists them)"))
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown} for {cls.__name__}"
+            + (f"; {hints_text}" if hints_text else f" ({len(fields)} known keys; --help lists them)")
+        )
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
@@ -330,14 +336,17 @@ def help_text(cls: type, prefix: str = "", defaults: dict[str, Any] | None = Non
         tp = _field_types(cls)[f.name]
         if _is_dataclass_type(tp):
             section = defaults.get(f.name)
-            lines.append(help_text(_unwrap_optional(tp)[0], f"{prefix}{f.name}.",
-                                   section if isinstance(section, dict) else None))
+            lines.append(
+                help_text(_unwrap_optional(tp)[0], f"{prefix}{f.name}.", section if isinstance(section, dict) else None)
+            )
             continue
         if f.name in defaults:
             default = defaults[f.name]
         else:
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)"
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
             )
         lines.append(f"  --{prefix}{f.name} (default: {default!r})  {f.metadata.get('help', '')}".rstrip())
     return "\n".join(lines)

@@ -46,14 +46,20 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def make_compare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prover.evaluate compare",
-                                     description="Overlay several evaluation runs in one table and one plot.")
+    parser = argparse.ArgumentParser(
+        prog="python -m prover.evaluate compare",
+        description="Overlay several evaluation runs in one table and one plot.",
+    )
     parser.add_argument("runs", nargs="+", help="run directories (each with a summary.json)")
     parser.add_argument("--labels", help="comma-separated names for the runs (default: directory names)")
     parser.add_argument("--out", default="runs/eval/compare.png", help="where the plot goes")
     parser.add_argument("--title", default="", help="plot title")
-    parser.add_argument("--all_problems", "--all-problems", action="store_true",
-                        help="show each run on its own problem set (default: on the problems all runs share)")
+    parser.add_argument(
+        "--all_problems",
+        "--all-problems",
+        action="store_true",
+        help="show each run on its own problem set (default: on the problems all runs share)",
+    )
     return parser
 
 
@@ -90,20 +96,41 @@ def run(config: EvalConfig) -> tuple[Summary, Path]:
         sampler = stack.enter_context(make_sampler(config.sampler))
         # Tasks whose completions end at a known marker say so in `stop` (not part of the Task interface)
         stop = config.stop if config.stop is not None else list(getattr(task, "stop", None) or [])
-        params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
-                                stop=stop)
+        params = SamplingParams(
+            temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, stop=stop
+        )
         # what decides the samples and verdicts; exclude/limit only choose problems and may change
         task_identity = {k: v for k, v in to_dict(config.task).items() if k not in ("exclude", "limit")}
-        identity = {"model": config.sampler.model, "task_config": task_identity,
-                    "verifier": {k: to_dict(config.verifier)[k] for k in ("allow_native", "axiom_allowlist", "timeout")}}
-        summary = evaluate(task, sampler, verifier, problems, samples=config.samples, run_dir=run_dir, ks=config.k,
-                           sampling_params=params, seed=config.seed, chunk_size=config.chunk_size,
-                           error_retries=config.error_retries, bootstrap=config.bootstrap,
-                           confidence=config.confidence, identity=identity, config=config,
-                           lean_project=config.verifier.resolved_lean_project(), progress=config.progress)
+        identity = {
+            "model": config.sampler.model,
+            "task_config": task_identity,
+            "verifier": {k: to_dict(config.verifier)[k] for k in ("allow_native", "axiom_allowlist", "timeout")},
+        }
+        summary = evaluate(
+            task,
+            sampler,
+            verifier,
+            problems,
+            samples=config.samples,
+            run_dir=run_dir,
+            ks=config.k,
+            sampling_params=params,
+            seed=config.seed,
+            chunk_size=config.chunk_size,
+            error_retries=config.error_retries,
+            bootstrap=config.bootstrap,
+            confidence=config.confidence,
+            identity=identity,
+            config=config,
+            lean_project=config.verifier.resolved_lean_project(),
+            progress=config.progress,
+        )
     if config.plot:
-        plot_passk({Path(config.sampler.model).name: summary}, run_dir / PLOT_FILE,
-                   title=f"{_what(config)}: {summary.problems} problems, {config.samples} samples each")
+        plot_passk(
+            {Path(config.sampler.model).name: summary},
+            run_dir / PLOT_FILE,
+            title=f"{_what(config)}: {summary.problems} problems, {config.samples} samples each",
+        )
     return summary, run_dir
 
 
@@ -130,8 +157,12 @@ def compare(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # rich's handler prints log lines above the live progress bar instead of through it
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=make_console(stderr=True), show_path=False)])
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(name)s: %(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=make_console(stderr=True), show_path=False)],
+    )
     try:
         if argv[:1] == ["compare"]:
             return compare(argv[1:])

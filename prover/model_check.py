@@ -35,8 +35,9 @@ def check_model(model: str) -> None:
         hf_hub_download(model, "config.json")
     except (OSError, ValueError, EntryNotFoundError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFound(f"model {model!r} is neither a local directory nor loadable from the hub "
-                            f"({type(exc).__name__}: {first})") from None
+        raise ModelNotFound(
+            f"model {model!r} is neither a local directory nor loadable from the hub ({type(exc).__name__}: {first})"
+        ) from None
 
 
 def _inside(path: Path) -> str:
@@ -44,9 +45,14 @@ def _inside(path: Path) -> str:
     final = path / "final"
     if (final / "config.json").is_file():
         return f"; it is a training run: its trained model is --model {final}"
-    checkpoints = sorted((p for p in path.glob("checkpoint-*") if (p / "config.json").is_file()
-                          and p.name.removeprefix("checkpoint-").isdigit()),
-                         key=lambda p: int(p.name.removeprefix("checkpoint-")))
+    checkpoints = sorted(
+        (
+            p
+            for p in path.glob("checkpoint-*")
+            if (p / "config.json").is_file() and p.name.removeprefix("checkpoint-").isdigit()
+        ),
+        key=lambda p: int(p.name.removeprefix("checkpoint-")),
+    )
     if checkpoints:
         return f"; it is a training run without final/: its latest checkpoint is --model {checkpoints[-1]}"
     return ""

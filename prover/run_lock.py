@@ -35,8 +35,9 @@ class RunDirBusy(RuntimeError):
 def describe_holder(info: dict[str, Any]) -> str:
     """``pid 123 on host h since 2026-11-30T12:00:00+00:00 (python -m prover.train ...)``."""
     command = info.get("command") or " ".join(info.get("argv") or [])
-    return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('started', '?')}"
-            + (f" ({command})" if command else ""))
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {info.get('started', '?')}" + (
+        f" ({command})" if command else ""
+    )
 
 
 class RunLock:
@@ -49,7 +50,7 @@ class RunLock:
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -60,8 +61,10 @@ class RunLock:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 info = self._read()
-                raise RunDirBusy(f"{self.run_dir} is in use by another job: {describe_holder(info)}; wait for it "
-                                 "to finish or choose another --grpo.output_dir") from None
+                raise RunDirBusy(
+                    f"{self.run_dir} is in use by another job: {describe_holder(info)}; wait for it "
+                    "to finish or choose another --grpo.output_dir"
+                ) from None
             # The holder before us may have deleted the file between our open and our flock: then we
             # hold a lock on a file nobody else can see, and must start over on the new one.
             try:
@@ -74,11 +77,18 @@ class RunLock:
         self._fd = fd
         previous = self._read()
         if previous:  # a holder that released would have deleted the file: this one died holding it
-            logger.warning("taking over the stale lock of %s left by %s, which no longer runs", self.run_dir,
-                           describe_holder(previous))
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "argv": sys.argv,
-                "command": self.command}
+            logger.warning(
+                "taking over the stale lock of %s left by %s, which no longer runs",
+                self.run_dir,
+                describe_holder(previous),
+            )
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+            "command": self.command,
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         return self
@@ -101,7 +111,7 @@ class RunLock:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -21,13 +21,20 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 
 # Settings that change how a run is watched, not what it computes; a rerun may change them freely.
-FREE_KEYS = frozenset({
-    "resume", "resume_changed",
-    "grpo.output_dir",  # the directory itself (moved, or named relative vs absolute)
-    "grpo.report_to", "grpo.disable_tqdm", "grpo.save_total_limit", "grpo.run_name", "grpo.push_to_hub",
-    "grpo.num_completions_to_print",
-    "eval.enabled",  # switching the after-training evaluation on or off changes no trained weight
-})
+FREE_KEYS = frozenset(
+    {
+        "resume",
+        "resume_changed",
+        "grpo.output_dir",  # the directory itself (moved, or named relative vs absolute)
+        "grpo.report_to",
+        "grpo.disable_tqdm",
+        "grpo.save_total_limit",
+        "grpo.run_name",
+        "grpo.push_to_hub",
+        "grpo.num_completions_to_print",
+        "eval.enabled",  # switching the after-training evaluation on or off changes no trained weight
+    }
+)
 FREE_PREFIXES = ("grpo.logging_", "grpo.log_", "grpo.hub_", "grpo.trackio_")
 
 
@@ -78,13 +85,16 @@ def recorded_settings(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SettingsChanged(f"{path} is not valid YAML ({exc}): cannot tell which run this directory holds; "
-                              "choose another --grpo.output_dir") from None
+        raise SettingsChanged(
+            f"{path} is not valid YAML ({exc}): cannot tell which run this directory holds; "
+            "choose another --grpo.output_dir"
+        ) from None
     return data if isinstance(data, dict) else {}
 
 
-def check_resume(run_dir: str | Path, config: Any, resume: bool, resume_changed: bool,
-                 flag_prefix: str = "--") -> dict[str, tuple[Any, Any]]:
+def check_resume(
+    run_dir: str | Path, config: Any, resume: bool, resume_changed: bool, flag_prefix: str = "--"
+) -> dict[str, tuple[Any, Any]]:
     """Refuse (``SettingsChanged``) to reuse ``run_dir`` for ``config`` unless it holds no run or a run
     with the same settings; returns the changes accepted with ``resume_changed``.
 
@@ -101,7 +111,9 @@ def check_resume(run_dir: str | Path, config: Any, resume: bool, resume_changed:
         return {}
     listing = "; ".join(f"{key}: {_show(old)} there, {_show(new)} now" for key, (old, new) in changed.items())
     if not resume_changed:
-        raise SettingsChanged(f"{run_dir} holds a run with other settings ({listing}); {fresh}; to continue that "
-                              f"run with the new settings on purpose, add {flag_prefix}resume_changed")
+        raise SettingsChanged(
+            f"{run_dir} holds a run with other settings ({listing}); {fresh}; to continue that "
+            f"run with the new settings on purpose, add {flag_prefix}resume_changed"
+        )
     logger.warning("continuing %s with changed settings (resume_changed): %s", run_dir, listing)
     return changed

@@ -67,8 +67,13 @@ def lean_versions(lean_project: str | Path | None) -> dict[str, Any] | None:
     return info
 
 
-def write_run_info(run_dir: str | Path, config: Any, seeds: dict[str, int] | None = None,
-                   lean_project: str | Path | None = None, extra: dict[str, Any] | None = None) -> Path:
+def write_run_info(
+    run_dir: str | Path,
+    config: Any,
+    seeds: dict[str, int] | None = None,
+    lean_project: str | Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``config.yaml`` and ``run_info.json`` into ``run_dir``; returns the info file's path.
 
     Called at the start of every run; on resume the previous info and config are kept as

@@ -38,14 +38,22 @@ LEAN_RECIPE = "recipes/deepseek-prover-v1.5-sft/grpo-unlikeliness/lean-workbook.
 
 @dataclass
 class EvalSettings:
-    enabled: bool = field(default=False, metadata={"help": "measure pass@N with prover.evaluate before and after training"})
-    dataset: str | None = field(default=None, metadata={"help": "problem set to evaluate on (task.dataset names); None: the task's test set"})
+    enabled: bool = field(
+        default=False, metadata={"help": "measure pass@N with prover.evaluate before and after training"}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "problem set to evaluate on (task.dataset names); None: the task's test set"}
+    )
     limit: int | None = field(default=None, metadata={"help": "evaluate on the first N problems only"})
     samples: int = field(default=32, metadata={"help": "proofs sampled per problem (the N of pass@N)"})
-    max_tokens: int | None = field(default=None, metadata={"help": "tokens per proof; None: grpo.max_completion_length"})
+    max_tokens: int | None = field(
+        default=None, metadata={"help": "tokens per proof; None: grpo.max_completion_length"}
+    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
-    sampler: SamplerConfig = field(default_factory=SamplerConfig, metadata={"help": "sampler for the evaluation (model is set here)"})
+    sampler: SamplerConfig = field(
+        default_factory=SamplerConfig, metadata={"help": "sampler for the evaluation (model is set here)"}
+    )
 
     def __post_init__(self):
         for name, value in (("samples", self.samples), ("limit", self.limit), ("max_tokens", self.max_tokens)):
@@ -57,28 +65,67 @@ class EvalSettings:
 
 @dataclass
 class RankBiasSettings:
-    enabled: bool = field(default=False, metadata={"help": "track the uplift rate by initial likelihood rank (the paper's Figure 4)"})
-    dataset: str | None = field(default=None, metadata={"help": "probe problems (task.dataset names); None: the training set"})
+    enabled: bool = field(
+        default=False, metadata={"help": "track the uplift rate by initial likelihood rank (the paper's Figure 4)"}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "probe problems (task.dataset names); None: the training set"}
+    )
     problems: int = field(default=16, metadata={"help": "probe problems (the first N of dataset)"})
     samples: int = field(default=32, metadata={"help": "proofs sampled per probe problem from the initial model (G)"})
     every: int = field(default=10, metadata={"help": "optimizer steps between evaluations of the probe"})
 
     def __post_init__(self):
-        for name, value, low in (("problems", self.problems, 1), ("samples", self.samples, 2), ("every", self.every, 1)):
+        for name, value, low in (
+            ("problems", self.problems, 1),
+            ("samples", self.samples, 2),
+            ("every", self.every, 1),
+        ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 @dataclass
 class TrainConfig:
-    model: str | None = field(default=None, metadata={"help": "policy to start from (path or hub id); None with the synthetic task: its base model, built and cached on first use"})
-    max_prompt_tokens: int = field(default=512, metadata={"help": "problems whose prompt is longer are left out (TRL does not truncate prompts)"})
-    resume: bool = field(default=True, metadata={"help": "continue the run in grpo.output_dir (its last checkpoint, finished evaluations) when it holds one with the same settings; false: refuse a directory that holds a run"})
-    resume_changed: bool = field(default=False, metadata={"help": "continue the run in grpo.output_dir although settings differ from its config.yaml (the differences are logged and kept in run_info.json)"})
-    compare_plain_grpo: bool = field(default=False, metadata={"help": "also train plain GRPO (unlikeliness off) under the same settings: <output_dir>/grpo and <output_dir>/grpo-unlikeliness, shown side by side with the base model"})
-    task: TaskConfig = field(default_factory=lambda: TaskConfig(name="synthetic", dataset="train"), metadata={"help": "training problems, prompt format, proof extraction"})
-    verifier: VerifierConfig = field(default_factory=VerifierConfig, metadata={"help": "proof checker (the synthetic task's is exact and ignores this)"})
-    grpo: ProverGRPOConfig = field(default_factory=lambda: ProverGRPOConfig(**machine_defaults()), metadata={"help": "TRL GRPOConfig fields plus the unlikeliness ones"})
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "policy to start from (path or hub id); None with the synthetic task: its base model, built and cached on first use"
+        },
+    )
+    max_prompt_tokens: int = field(
+        default=512, metadata={"help": "problems whose prompt is longer are left out (TRL does not truncate prompts)"}
+    )
+    resume: bool = field(
+        default=True,
+        metadata={
+            "help": "continue the run in grpo.output_dir (its last checkpoint, finished evaluations) when it holds one with the same settings; false: refuse a directory that holds a run"
+        },
+    )
+    resume_changed: bool = field(
+        default=False,
+        metadata={
+            "help": "continue the run in grpo.output_dir although settings differ from its config.yaml (the differences are logged and kept in run_info.json)"
+        },
+    )
+    compare_plain_grpo: bool = field(
+        default=False,
+        metadata={
+            "help": "also train plain GRPO (unlikeliness off) under the same settings: <output_dir>/grpo and <output_dir>/grpo-unlikeliness, shown side by side with the base model"
+        },
+    )
+    task: TaskConfig = field(
+        default_factory=lambda: TaskConfig(name="synthetic", dataset="train"),
+        metadata={"help": "training problems, prompt format, proof extraction"},
+    )
+    verifier: VerifierConfig = field(
+        default_factory=VerifierConfig,
+        metadata={"help": "proof checker (the synthetic task's is exact and ignores this)"},
+    )
+    grpo: ProverGRPOConfig = field(
+        default_factory=lambda: ProverGRPOConfig(**machine_defaults()),
+        metadata={"help": "TRL GRPOConfig fields plus the unlikeliness ones"},
+    )
     eval: EvalSettings = field(default_factory=EvalSettings, metadata={"help": "pass@N before and after"})
     rank_bias: RankBiasSettings = field(default_factory=RankBiasSettings, metadata={"help": "rank-bias diagnostic"})
 
@@ -86,8 +133,9 @@ class TrainConfig:
         if self.max_prompt_tokens < 1:
             raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.compare_plain_grpo and not self.grpo.unlikeliness:
-            raise ValueError("compare_plain_grpo trains plain GRPO beside GRPO + unlikeliness: "
-                             "leave grpo.unlikeliness on")
+            raise ValueError(
+                "compare_plain_grpo trains plain GRPO beside GRPO + unlikeliness: leave grpo.unlikeliness on"
+            )
 
 
 def machine_defaults() -> dict[str, Any]:
@@ -136,10 +184,12 @@ def make_parser():
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m prover.train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m prover.train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__,
         epilog="options (grpo.* are TRL's GRPOConfig fields plus ours; the defaults shown are the default job's,\n"
-               "a --config recipe replaces them):\n" + help_text(TrainConfig, defaults=default_job_settings()))
+        "a --config recipe replaces them):\n" + help_text(TrainConfig, defaults=default_job_settings()),
+    )
     parser.add_argument("--config", help="recipe YAML; --section.field value overrides it")
     parser.add_argument("--print_config", action="store_true", help="print the resolved settings as YAML and exit")
     return parser
@@ -172,9 +222,17 @@ def evaluate_model(config: TrainConfig, model: str, run_dir: Path, title: str):
     e = config.eval
     task = eval_task_config(config)
     eval_config = EvalConfig(
-        model=model, samples=e.samples, seed=config.grpo.seed, temperature=e.temperature, top_p=e.top_p,
-        max_tokens=e.max_tokens or config.grpo.max_completion_length, run_dir=str(run_dir), task=task,
-        sampler=replace(e.sampler, model=model), verifier=config.verifier, plot=False,
+        model=model,
+        samples=e.samples,
+        seed=config.grpo.seed,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        max_tokens=e.max_tokens or config.grpo.max_completion_length,
+        run_dir=str(run_dir),
+        task=task,
+        sampler=replace(e.sampler, model=model),
+        verifier=config.verifier,
+        plot=False,
     )
     logger.info("evaluating %s: pass@k with %d samples per problem on %s", title, e.samples, task.dataset)
     summary, _ = run(eval_config)
@@ -219,11 +277,17 @@ def train(config: TrainConfig, task: Task, problems, model: str, run_dir: Path) 
         reward = ProofReward(task, verifier)
         callbacks = []
         if config.rank_bias.enabled:
-            callbacks.append(RankBiasCallback(run_dir, _probe_builder(config, task, tokenizer, reward),
-                                              every=config.rank_bias.every))
-        trainer = UnlikelinessGRPOTrainer(model=model, reward_funcs=[reward], args=config.grpo,
-                                          train_dataset=dataset, callbacks=callbacks,
-                                          solved_path=run_dir / "solved_proofs.jsonl")
+            callbacks.append(
+                RankBiasCallback(run_dir, _probe_builder(config, task, tokenizer, reward), every=config.rank_bias.every)
+            )
+        trainer = UnlikelinessGRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=config.grpo,
+            train_dataset=dataset,
+            callbacks=callbacks,
+            solved_path=run_dir / "solved_proofs.jsonl",
+        )
         use_line_progress(trainer)
         for cb in callbacks:
             cb.log_metric = trainer._log_metric  # TRL's channel for extra metrics (averaged over processes)
@@ -251,8 +315,11 @@ def _start_over(run_dir: Path) -> None:
 
     stale = [run_dir / name for name in TRAINING_FILES if (run_dir / name).exists()]
     if stale:
-        logger.warning("%s reached no checkpoint before it stopped: starting over, removing %s", run_dir,
-                       ", ".join(p.name for p in stale))
+        logger.warning(
+            "%s reached no checkpoint before it stopped: starting over, removing %s",
+            run_dir,
+            ", ".join(p.name for p in stale),
+        )
     for path in stale:
         path.unlink(missing_ok=True)
     if dist.is_available() and dist.is_initialized():
@@ -265,13 +332,24 @@ def _probe_builder(config: TrainConfig, task: Task, tokenizer, reward):
     rb = config.rank_bias
 
     def build(model):
-        problems = task.load_problems(rb.dataset or config.task.dataset)[:rb.problems]
-        logger.info("rank-bias probe: sampling %d proofs for each of %d problems from the initial model",
-                    rb.samples, len(problems))
-        return RankBiasProbe.sample(model, tokenizer, [task.build_prompt(p) for p in problems], problems,
-                                    reward.score, rb.samples, max_new_tokens=config.grpo.max_completion_length,
-                                    temperature=config.grpo.temperature, seed=config.grpo.seed,
-                                    rank_key=config.grpo.rank_key)
+        problems = task.load_problems(rb.dataset or config.task.dataset)[: rb.problems]
+        logger.info(
+            "rank-bias probe: sampling %d proofs for each of %d problems from the initial model",
+            rb.samples,
+            len(problems),
+        )
+        return RankBiasProbe.sample(
+            model,
+            tokenizer,
+            [task.build_prompt(p) for p in problems],
+            problems,
+            reward.score,
+            rb.samples,
+            max_new_tokens=config.grpo.max_completion_length,
+            temperature=config.grpo.temperature,
+            seed=config.grpo.seed,
+            rank_key=config.grpo.rank_key,
+        )
 
     return build
 
@@ -312,8 +390,14 @@ def command_line(argv: list[str]) -> str:
 def write_card(variant: Variant, base_model: str, command: str, before, after, note: str = "") -> None:
     from prover.rl.model_card import write_model_card
 
-    write_model_card([variant.run_dir / "final" / "README.md", variant.run_dir / "README.md"], variant.config,
-                     base_model, command, {"before": before, "after": after}, note=note)
+    write_model_card(
+        [variant.run_dir / "final" / "README.md", variant.run_dir / "README.md"],
+        variant.config,
+        base_model,
+        command,
+        {"before": before, "after": after},
+        note=note,
+    )
 
 
 def report(summaries: dict[str, Any], run_dir: Path, title: str) -> Path:
@@ -339,8 +423,11 @@ def plot_rank_bias(runs: list[Variant], run_dir: Path) -> Path | None:
     if not results or any(r.outcomes is None for r in results.values()):
         return None
     step = max(r.step for r in results.values())
-    return plot_uplift_comparison(results, run_dir / "rank_bias.png",
-                                  title=f"Uplift by initial rank after {step} steps (95% intervals over probe problems)")
+    return plot_uplift_comparison(
+        results,
+        run_dir / "rank_bias.png",
+        title=f"Uplift by initial rank after {step} steps (95% intervals over probe problems)",
+    )
 
 
 def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None = None) -> int:
@@ -366,9 +453,13 @@ def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None =
             extra = {"model": model, "command": command}
             if changed:
                 extra["changed_on_resume"] = {k: [repr(a), repr(b)] for k, (a, b) in changed.items()}
-            write_run_info(run_dir, config, seeds={"seed": config.grpo.seed,
-                                                   "data_seed": config.grpo.data_seed or config.grpo.seed},
-                           lean_project=config.verifier.resolved_lean_project(), extra=extra)
+            write_run_info(
+                run_dir,
+                config,
+                seeds={"seed": config.grpo.seed, "data_seed": config.grpo.data_seed or config.grpo.seed},
+                lean_project=config.verifier.resolved_lean_project(),
+                extra=extra,
+            )
         runs = variants(config)
         steps = len(runs) * (2 if config.eval.enabled else 1) + (1 if config.eval.enabled else 0)
         step = 0
@@ -393,11 +484,15 @@ def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None =
                 shutil.rmtree(stale)
             if config.eval.enabled:
                 announce(f"pass@k of the {v.label} model")
-                after = summaries[v.label] = evaluate_model(v.config, str(final), v.run_dir / "eval_after",
-                                                            f"the {v.label} model")
+                after = summaries[v.label] = evaluate_model(
+                    v.config, str(final), v.run_dir / "eval_after", f"the {v.label} model"
+                )
             if is_main_process():
-                note = ("Plain GRPO and GRPO + unlikeliness were trained side by side by the same command."
-                        if config.compare_plain_grpo else "")
+                note = (
+                    "Plain GRPO and GRPO + unlikeliness were trained side by side by the same command."
+                    if config.compare_plain_grpo
+                    else ""
+                )
                 write_card(v, model, command, summaries.get("base"), after, note)
         if config.eval.enabled:
             title = " / ".join(summaries) + f": pass@k on {config.eval.dataset or 'the test set'}"
@@ -409,8 +504,10 @@ def run(config: TrainConfig, default_job: bool = False, argv: list[str] | None =
         elif config.rank_bias.enabled and (run_dir / "rank_bias.png").exists():
             print(f"rank-bias plot: {run_dir / 'rank_bias.png'}")
     if default_job:
-        print("\nNext: the real recipe (Lean + Mathlib, GPUs, DeepSeek-Prover-V1.5-SFT), see docs/training.md:\n"
-              f"  accelerate launch --config_file configs/accelerate/fsdp.yaml -m prover.train --config {LEAN_RECIPE}")
+        print(
+            "\nNext: the real recipe (Lean + Mathlib, GPUs, DeepSeek-Prover-V1.5-SFT), see docs/training.md:\n"
+            f"  accelerate launch --config_file configs/accelerate/fsdp.yaml -m prover.train --config {LEAN_RECIPE}"
+        )
     return 0
 
 
@@ -421,8 +518,10 @@ def interrupted_line(config: TrainConfig, argv: list[str]) -> str:
     run_dir = Path(config.grpo.output_dir)
     checkpoints = [c for c in (last_complete_checkpoint(v.run_dir) for v in variants(config)) if c]
     where = f"last checkpoint {checkpoints[-1]}" if checkpoints else "no checkpoint yet"
-    return (f"prover.train: interrupted ({where}; finished evaluations in {run_dir} are kept); "
-            f"resume with: {command_line(argv)}")
+    return (
+        f"prover.train: interrupted ({where}; finished evaluations in {run_dir} are kept); "
+        f"resume with: {command_line(argv)}"
+    )
 
 
 def default_job_settings() -> dict[str, Any]:
@@ -434,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         make_parser().print_help()
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     print_config = "--print_config" in argv  # a dry run: the settings a recipe resolves to, nothing trained
     argv = [a for a in argv if a != "--print_config"]
     # Without a recipe, the settings are the default job's; overrides still apply on top of them.
@@ -451,8 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True), end="")
         return 0
     if default_job:
-        print("prover.train: no recipe given, running the default job (synthetic task on CPU, base / GRPO / "
-              "GRPO + unlikeliness, minutes)", flush=True)
+        print(
+            "prover.train: no recipe given, running the default job (synthetic task on CPU, base / GRPO / "
+            "GRPO + unlikeliness, minutes)",
+            flush=True,
+        )
     _quiet_cpu_run(config)
     from prover.eval.records import RecordsError
     from prover.eval.runner import EvalError

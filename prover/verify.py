@@ -39,21 +39,37 @@ logger = logging.getLogger("prover.verify")
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m prover.verify", description=__doc__.split("\n\n")[0],
-        epilog="Any VerifierConfig field can be set as --field value:\n" + help_text(VerifierConfig, skip=("workers", "timeout")),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, nargs="?", help="JSONL file: one {statement, proof[, name, header]} per line")
-    parser.add_argument("--out", type=Path, help="JSONL file for the verdicts (default: standard output); resumes if it exists")
+        prog="python -m prover.verify",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any VerifierConfig field can be set as --field value:\n"
+        + help_text(VerifierConfig, skip=("workers", "timeout")),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "input", type=Path, nargs="?", help="JSONL file: one {statement, proof[, name, header]} per line"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="JSONL file for the verdicts (default: standard output); resumes if it exists"
+    )
     parser.add_argument("--workers", type=int, help="REPL workers (default: CPU count - 1)")
     parser.add_argument("--timeout", type=float, help="wall seconds per proof (default: 300)")
     parser.add_argument("--static-only", action="store_true", help="run only the static screen (no Lean needed)")
     parser.add_argument("--messages", action="store_true", help="include Lean's messages in the output")
     parser.add_argument("--config", help="YAML file with VerifierConfig fields")
-    parser.add_argument("--selftest", nargs="?", const="selftest", metavar="OUT_DIR",
-                        help="check the Lean setup instead of a file: honest proofs, known cheats and tactic steps "
-                             "through the real REPL; its answers are written to OUT_DIR (default ./selftest)")
-    parser.add_argument("--golden", type=Path, help="with --selftest: also replay the REPL's recorded conversations "
-                                                    "under this folder (e.g. ../shared/golden/repl/v4.9.0)")
+    parser.add_argument(
+        "--selftest",
+        nargs="?",
+        const="selftest",
+        metavar="OUT_DIR",
+        help="check the Lean setup instead of a file: honest proofs, known cheats and tactic steps "
+        "through the real REPL; its answers are written to OUT_DIR (default ./selftest)",
+    )
+    parser.add_argument(
+        "--golden",
+        type=Path,
+        help="with --selftest: also replay the REPL's recorded conversations "
+        "under this folder (e.g. ../shared/golden/repl/v4.9.0)",
+    )
     return parser
 
 
@@ -77,8 +93,15 @@ def read_requests(path: Path) -> tuple[list[tuple[int, dict, ProofRequest]], lis
             if header is None:
                 split = split_header(statement)
                 header, statement = (split.header, split.body) if split.header.strip() else (DEFAULT_HEADER, statement)
-            good.append((n, record, ProofRequest(statement=statement, proof=record["proof"], header=header,
-                                                 name=str(record.get("name", "")))))
+            good.append(
+                (
+                    n,
+                    record,
+                    ProofRequest(
+                        statement=statement, proof=record["proof"], header=header, name=str(record.get("name", ""))
+                    ),
+                )
+            )
     return good, bad
 
 
@@ -97,8 +120,15 @@ def _check_record(record: Any) -> str | None:
 
 def _input_error(line: int, reason: str, record: dict | None = None) -> dict:
     logger.error("input line %d: %s", line, reason)
-    return {**(record or {}), "line": line, "status": "error", "check": "input", "reason": f"line {line}: {reason}",
-            "time": 0.0, "cached": False}
+    return {
+        **(record or {}),
+        "line": line,
+        "status": "error",
+        "check": "input",
+        "reason": f"line {line}: {reason}",
+        "time": 0.0,
+        "cached": False,
+    }
 
 
 class ResumeError(ValueError):
@@ -110,16 +140,24 @@ def checked_with(args: argparse.Namespace, config: VerifierConfig) -> dict[str, 
     Workers, backend and resource limits only change how fast the same verdicts come."""
     if args.static_only:
         return {"mode": "static-only", "allow_native": config.allow_native}
-    return {"mode": "lean", "timeout": config.timeout, "allow_native": config.allow_native,
-            "axiom_allowlist": sorted(config.axiom_allowlist),
-            "lean": config.repl_command or config.resolved_lean_project(), "messages": args.messages}
+    return {
+        "mode": "lean",
+        "timeout": config.timeout,
+        "allow_native": config.allow_native,
+        "axiom_allowlist": sorted(config.axiom_allowlist),
+        "lean": config.repl_command or config.resolved_lean_project(),
+        "messages": args.messages,
+    }
 
 
 def _difference(before: Any, now: dict[str, Any]) -> str:
     if not isinstance(before, dict):
         return "its lines do not say which mode and settings checked them (written before prover.verify recorded them)"
-    changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(before) | set(now))
-               if before.get(k) != now.get(k)]
+    changed = [
+        f"{k}: {before.get(k)!r} there, {now.get(k)!r} now"
+        for k in sorted(set(before) | set(now))
+        if before.get(k) != now.get(k)
+    ]
     return "it was checked with other settings (" + "; ".join(changed) + ")"
 
 
@@ -137,9 +175,11 @@ def answered_lines(out: Path, settings: dict[str, Any]) -> dict[int, str]:
             continue
         if text.endswith("\n") and isinstance(record, dict) and isinstance(record.get("line"), int):
             if record.get("checked_with") != settings:
-                raise ResumeError(f"{out} holds verdicts this run would not give: "
-                                  f"{_difference(record.get('checked_with'), settings)}; "
-                                  "write to another --out, or delete the file to check every line again")
+                raise ResumeError(
+                    f"{out} holds verdicts this run would not give: "
+                    f"{_difference(record.get('checked_with'), settings)}; "
+                    "write to another --out, or delete the file to check every line again"
+                )
             answered[record["line"]] = text
     return answered
 
@@ -177,8 +217,15 @@ class OrderedWriter:
 
 
 def verdict_record(line: int, record: dict, verdict, with_messages: bool) -> dict:
-    out = {**record, "line": line, "status": verdict.status.value, "check": verdict.check, "reason": verdict.reason,
-           "time": round(verdict.time, 3), "cached": verdict.cached}
+    out = {
+        **record,
+        "line": line,
+        "status": verdict.status.value,
+        "check": verdict.check,
+        "reason": verdict.reason,
+        "time": round(verdict.time, 3),
+        "cached": verdict.cached,
+    }
     if with_messages:
         out["messages"] = verdict.messages
     return out
@@ -198,9 +245,14 @@ def run(args: argparse.Namespace, config: VerifierConfig, stream: TextIO, progre
     if args.static_only:
         for n, record, req in good:
             reason = screen(req.proof, allow_native=config.allow_native)
-            status, why = ("rejected", f"screen: {reason}") if reason else ("passed_screen", "passed the static screen; Lean not run")
-            writer.put({**record, "line": n, "status": status, "check": "screen", "reason": why, "time": 0.0,
-                        "cached": False})
+            status, why = (
+                ("rejected", f"screen: {reason}")
+                if reason
+                else ("passed_screen", "passed the static screen; Lean not run")
+            )
+            writer.put(
+                {**record, "line": n, "status": status, "check": "screen", "reason": why, "time": 0.0, "cached": False}
+            )
             progress.update()
         return writer
     with make_verifier(config) as pool:  # a local REPL pool, or Ray actors with --backend ray
@@ -226,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from prover.verifier.service.cli import main as serve
         except ImportError as exc:
-            print(f"error: serve needs the service extra ({exc.name} is missing): pip install -e .[service]", file=sys.stderr)
+            print(
+                f"error: serve needs the service extra ({exc.name} is missing): pip install -e .[service]",
+                file=sys.stderr,
+            )
             return 2
         return serve(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -273,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - start
     total = sum(writer.counts.values())
     summary = ", ".join(f"{k} {v}" for k, v in sorted(writer.counts.items()))
-    print(f"{total} lines in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f}/s): {summary or 'nothing to do'}"
-          + (f"; verdicts in {args.out}" if args.out else ""), file=sys.stdout if args.out else sys.stderr)
+    print(
+        f"{total} lines in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f}/s): {summary or 'nothing to do'}"
+        + (f"; verdicts in {args.out}" if args.out else ""),
+        file=sys.stdout if args.out else sys.stderr,
+    )
     return 1 if writer.bad_input else 0
 
 

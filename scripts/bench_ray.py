@@ -33,10 +33,19 @@ STATEMENT = "theorem t (a b : ℝ) (h : a = b) : b = a := by\n"
 class BenchConfig:
     batch: int = field(default=512, metadata={"help": "proofs per batch (all distinct, so no cache hits)"})
     cost: float = field(default=0.1, metadata={"help": "seconds the REPL double sleeps per proof"})
-    workers: int = field(default=8, metadata={"help": "REPL workers in all: the local pool's, and summed over the Ray actors"})
-    cpus_per_actor: int = field(default=4, metadata={"help": "REPL workers per Ray actor (workers / cpus_per_actor actors)"})
-    repeats: int = field(default=3, metadata={"help": "timed batches per backend, taking turns (the median is reported), after one warm-up each"})
-    ray_address: str | None = field(default=None, metadata={"help": "existing Ray cluster (e.g. auto); default: start a private one here"})
+    workers: int = field(
+        default=8, metadata={"help": "REPL workers in all: the local pool's, and summed over the Ray actors"}
+    )
+    cpus_per_actor: int = field(
+        default=4, metadata={"help": "REPL workers per Ray actor (workers / cpus_per_actor actors)"}
+    )
+    repeats: int = field(
+        default=3,
+        metadata={"help": "timed batches per backend, taking turns (the median is reported), after one warm-up each"},
+    )
+    ray_address: str | None = field(
+        default=None, metadata={"help": "existing Ray cluster (e.g. auto); default: start a private one here"}
+    )
     out: str = field(default="runs/bench_ray", metadata={"help": "run directory for results and run info"})
 
     def __post_init__(self) -> None:
@@ -48,7 +57,8 @@ def make_parser():
     import argparse
 
     return argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="options (--config x.yaml, then --name value):\n" + help_text(BenchConfig),
     )
 
@@ -75,7 +85,9 @@ def time_batches(verifiers: dict, config: BenchConfig) -> dict:
             verdicts = verifier.check_batch(requests)
             times[name].append(time.perf_counter() - start)
             if not all(v.proved for v in verdicts):
-                raise RuntimeError(f"{name}: not every proof was proved: {[v.reason for v in verdicts if not v.proved][:3]}")
+                raise RuntimeError(
+                    f"{name}: not every proof was proved: {[v.reason for v in verdicts if not v.proved][:3]}"
+                )
     return {name: {"seconds": statistics.median(t), "all": t} for name, t in times.items()}
 
 
@@ -93,26 +105,40 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = Path(config.out)
     write_run_info(out, config)
-    common = {"repl_command": [sys.executable, str(DOUBLE), "--cost", str(config.cost)], "timeout": 60.0,
-              "start_timeout": 60.0}
+    common = {
+        "repl_command": [sys.executable, str(DOUBLE), "--cost", str(config.cost)],
+        "timeout": 60.0,
+        "start_timeout": 60.0,
+    }
     if config.ray_address is None:
         ray.init(num_cpus=config.workers, include_dashboard=False, logging_level=logging.WARNING)
     else:
         ray.init(address=config.ray_address, logging_level=logging.WARNING)
     try:
-        with LeanPool(VerifierConfig(workers=config.workers, **common), headers=[HEADER]) as local, \
-                RayVerifier(VerifierConfig(backend="ray", ray_cpus_per_actor=config.cpus_per_actor, **common),
-                            headers=[HEADER]) as remote:
+        with (
+            LeanPool(VerifierConfig(workers=config.workers, **common), headers=[HEADER]) as local,
+            RayVerifier(
+                VerifierConfig(backend="ray", ray_cpus_per_actor=config.cpus_per_actor, **common), headers=[HEADER]
+            ) as remote,
+        ):
             actors = remote.stats()["actors"]
             if actors * config.cpus_per_actor != config.workers:
-                raise RuntimeError(f"Ray started {actors} actors x {config.cpus_per_actor} workers, not "
-                                   f"{config.workers} workers: the cluster's CPUs do not match --workers")
+                raise RuntimeError(
+                    f"Ray started {actors} actors x {config.cpus_per_actor} workers, not "
+                    f"{config.workers} workers: the cluster's CPUs do not match --workers"
+                )
             results = time_batches({"local": local, "ray": remote}, config)
     finally:
         ray.shutdown()
     ideal = config.batch * config.cost / config.workers
-    results.update(batch=config.batch, cost=config.cost, workers=config.workers, actors=actors, ideal_seconds=ideal,
-                   overhead=results["ray"]["seconds"] / results["local"]["seconds"] - 1)
+    results.update(
+        batch=config.batch,
+        cost=config.cost,
+        workers=config.workers,
+        actors=actors,
+        ideal_seconds=ideal,
+        overhead=results["ray"]["seconds"] / results["local"]["seconds"] - 1,
+    )
     (out / "bench_ray.json").write_text(json.dumps(results, indent=2))
 
     print(f"{config.batch} proofs x {config.cost:g} s on {config.workers} REPL workers (ideal {ideal:.2f} s per batch)")

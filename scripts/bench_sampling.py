@@ -27,16 +27,22 @@ logger = logging.getLogger("bench_sampling")
 
 @dataclass
 class BenchConfig:
-    model: str | None = field(default=None, metadata={"help": "model path or hub id (default: build the tiny random model)"})
+    model: str | None = field(
+        default=None, metadata={"help": "model path or hub id (default: build the tiny random model)"}
+    )
     backends: list[str] = field(default_factory=lambda: ["hf", "vllm"], metadata={"help": "backends to time: hf, vllm"})
     dataset: str = field(default="minif2f-test", metadata={"help": "problems whose deepseek-v1.5 prompts are sampled"})
     prompts: int = field(default=8, metadata={"help": "number of prompts"})
     n: int = field(default=4, metadata={"help": "samples per prompt"})
-    max_tokens: int = field(default=64, metadata={"help": "tokens per sample (no stop strings, so most samples run to it)"})
+    max_tokens: int = field(
+        default=64, metadata={"help": "tokens per sample (no stop strings, so most samples run to it)"}
+    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus mass"})
     batch_size: int = field(default=32, metadata={"help": "hf backend: sequences generated at once"})
-    repeats: int = field(default=3, metadata={"help": "timed runs per measurement (the median is reported), after one warm-up"})
+    repeats: int = field(
+        default=3, metadata={"help": "timed runs per measurement (the median is reported), after one warm-up"}
+    )
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     out: str = field(default="runs/bench_sampling", metadata={"help": "run directory for results and run info"})
 
@@ -45,7 +51,8 @@ def make_parser():
     import argparse
 
     return argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="options (--config x.yaml, then --name value):\n" + help_text(BenchConfig),
     )
 
@@ -62,8 +69,14 @@ def measure(fns: dict, repeats: int) -> dict:
             start = time.perf_counter()
             tokens[name] = fn()
             times[name].append(time.perf_counter() - start)
-    return {name: {"seconds": statistics.median(times[name]), "tokens": tokens[name],
-                   "tokens_per_s": tokens[name] / statistics.median(times[name])} for name in fns}
+    return {
+        name: {
+            "seconds": statistics.median(times[name]),
+            "tokens": tokens[name],
+            "tokens_per_s": tokens[name] / statistics.median(times[name]),
+        }
+        for name in fns
+    }
 
 
 def bench_hf(config: BenchConfig, prompts: list[str], params) -> dict:
@@ -119,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         config.model = str(build_tiny_model(Path(tempfile.mkdtemp(prefix="tiny_model_"))))
     prompts = load_prompts(config)
-    params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                            max_tokens=config.max_tokens, seed=config.seed)
+    params = SamplingParams(
+        n=config.n, temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, seed=config.seed
+    )
     results: dict = {"prompts": len(prompts), "n": config.n, "max_tokens": config.max_tokens}
     for backend in config.backends:
         logger.info("timing %s", backend)
@@ -128,8 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "bench_sampling.json").write_text(json.dumps(results, indent=2))
 
     print(f"{len(prompts)} prompts x {config.n} samples x <= {config.max_tokens} tokens, model {config.model}")
-    rows = [("hf", results.get("hf")), ("vllm wrapper", results.get("vllm", {}).get("wrapper")),
-            ("vllm bare", results.get("vllm", {}).get("bare"))]
+    rows = [
+        ("hf", results.get("hf")),
+        ("vllm wrapper", results.get("vllm", {}).get("wrapper")),
+        ("vllm bare", results.get("vllm", {}).get("bare")),
+    ]
     for name, r in rows:
         if r:
             print(f"  {name:<13} {r['tokens_per_s']:9.1f} tokens/s  ({r['tokens']} tokens in {r['seconds']:.2f} s)")

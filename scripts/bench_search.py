@@ -36,8 +36,14 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    config = SearchConfig(budget=args.budget, round_size=args.round_size, max_tokens=args.max_tokens, seed=args.seed,
-                          time_limit=0, task=TaskConfig(name=args.task, dataset=args.dataset))
+    config = SearchConfig(
+        budget=args.budget,
+        round_size=args.round_size,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        time_limit=0,
+        task=TaskConfig(name=args.task, dataset=args.dataset),
+    )
     config.sampler.model = args.model
     config.sampler.device = "cpu"
     rows = []
@@ -50,15 +56,24 @@ def main(argv: list[str] | None = None) -> int:
             results = [session.search(p) for p in problems]
             seconds = time.perf_counter() - t0
             proved = [r for r in results if r.proved]
-            rows.append({
-                "strategy": strategy, "problems": len(problems), "proved": len(proved),
-                "median_samples_to_proof": statistics.median(r.progress.samples for r in proved) if proved else None,
-                "samples": sum(r.progress.samples for r in results), "seconds": round(seconds, 1),
-                "samples_per_second": round(sum(r.progress.samples for r in results) / seconds, 1),
-            })
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "problems": len(problems),
+                    "proved": len(proved),
+                    "median_samples_to_proof": statistics.median(r.progress.samples for r in proved)
+                    if proved
+                    else None,
+                    "samples": sum(r.progress.samples for r in results),
+                    "seconds": round(seconds, 1),
+                    "samples_per_second": round(sum(r.progress.samples for r in results) / seconds, 1),
+                }
+            )
             row = rows[-1]
-            print(f"{strategy:>10}: {row['proved']}/{row['problems']} proved, median {row['median_samples_to_proof']} samples "
-                  f"to a proof, {row['samples']} samples in {row['seconds']} s ({row['samples_per_second']}/s)")
+            print(
+                f"{strategy:>10}: {row['proved']}/{row['problems']} proved, median {row['median_samples_to_proof']} samples "
+                f"to a proof, {row['samples']} samples in {row['seconds']} s ({row['samples_per_second']}/s)"
+            )
     print(json.dumps({"task": args.task, "dataset": args.dataset, "budget": args.budget, "results": rows}))
     return 0
 

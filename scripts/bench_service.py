@@ -55,8 +55,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 def requests(n: int) -> list[ProofRequest]:
     tag = uuid.uuid4().hex[:8]
-    return [ProofRequest(STATEMENT, f"  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b), h₀.1, h₀.2]  -- {tag} {i}",
-                         HEADER, "bench") for i in range(n)]
+    return [
+        ProofRequest(
+            STATEMENT, f"  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b), h₀.1, h₀.2]  -- {tag} {i}", HEADER, "bench"
+        )
+        for i in range(n)
+    ]
 
 
 def batch_run(verifier: Verifier, n: int, limit: float) -> dict:
@@ -87,8 +91,13 @@ def closed_loop_run(verifier: Verifier, n: int, callers: int, limit: float) -> d
     asyncio.run(asyncio.wait_for(load(), limit))
     elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"proofs": n, "seconds": elapsed, "proofs_per_s": n / elapsed,
-            "p50_ms": 1000 * quantile(latencies, 0.5), "p99_ms": 1000 * quantile(latencies, 0.99)}
+    return {
+        "proofs": n,
+        "seconds": elapsed,
+        "proofs_per_s": n / elapsed,
+        "p50_ms": 1000 * quantile(latencies, 0.5),
+        "p99_ms": 1000 * quantile(latencies, 0.99),
+    }
 
 
 def best(runs: list[dict]) -> dict:
@@ -100,12 +109,34 @@ class LocalService:
     """``python -m prover.verify serve`` on 127.0.0.1 in a process of its own; stopped by SIGTERM."""
 
     def __init__(self, pool_args: list[str], workers: int):
-        command = [sys.executable, "-m", "prover.verify", "serve", "--service.host", LOOPBACK, "--service.port", "0",
-                   "--service.max_queue", "100000", "--verifier.repl_command", json.dumps(pool_args),
-                   "--verifier.workers", str(workers), "--verifier.timeout", "60",
-                   "--verifier.max_checks_per_worker", "100000"]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        command = [
+            sys.executable,
+            "-m",
+            "prover.verify",
+            "serve",
+            "--service.host",
+            LOOPBACK,
+            "--service.port",
+            "0",
+            "--service.max_queue",
+            "100000",
+            "--verifier.repl_command",
+            json.dumps(pool_args),
+            "--verifier.workers",
+            str(workers),
+            "--verifier.timeout",
+            "60",
+            "--verifier.max_checks_per_worker",
+            "100000",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         line = self.process.stdout.readline()
         if not line.startswith(f"serving on http://{LOOPBACK}:"):
             self.stop()
@@ -124,9 +155,12 @@ class LocalService:
 
 def measure(verifier: Verifier, args: argparse.Namespace, callers: int) -> dict:
     verifier.check_batch(requests(args.workers))  # start every worker before the clock runs
-    return {"batch": best([batch_run(verifier, args.proofs, args.max_seconds) for _ in range(args.repeat)]),
-            "closed_loop": best([closed_loop_run(verifier, args.proofs, callers, args.max_seconds)
-                                 for _ in range(args.repeat)])}
+    return {
+        "batch": best([batch_run(verifier, args.proofs, args.max_seconds) for _ in range(args.repeat)]),
+        "closed_loop": best(
+            [closed_loop_run(verifier, args.proofs, callers, args.max_seconds) for _ in range(args.repeat)]
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -143,19 +177,34 @@ def main(argv: list[str] | None = None) -> dict:
             http = measure(remote, args, callers)
     finally:
         service.stop()
-    print(f"REPL double, {args.cost * 1000:.0f} ms per proof asleep, {args.workers} workers, {args.proofs} proofs "
-          f"per run, best of {args.repeat}; closed loop: {callers} callers, one proof each at a time")
-    print(f"{'load':<12} {'path':<11} {'seconds':>8} {'proofs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'HTTP/in-process':>16}")
+    print(
+        f"REPL double, {args.cost * 1000:.0f} ms per proof asleep, {args.workers} workers, {args.proofs} proofs "
+        f"per run, best of {args.repeat}; closed loop: {callers} callers, one proof each at a time"
+    )
+    print(
+        f"{'load':<12} {'path':<11} {'seconds':>8} {'proofs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'HTTP/in-process':>16}"
+    )
     for load in ("batch", "closed_loop"):
         for path, row in (("in-process", local[load]), ("HTTP", http[load])):
             ratio = f"{row['proofs_per_s'] / local[load]['proofs_per_s']:.1%}" if path == "HTTP" else ""
             p50, p99 = (f"{row[k]:.1f}" if k in row else "-" for k in ("p50_ms", "p99_ms"))
-            print(f"{load:<12} {path:<11} {row['seconds']:>8.2f} {row['proofs_per_s']:>9.1f} {p50:>8} {p99:>8} {ratio:>16}")
+            print(
+                f"{load:<12} {path:<11} {row['seconds']:>8.2f} {row['proofs_per_s']:>9.1f} {p50:>8} {p99:>8} {ratio:>16}"
+            )
     ratios = {load: http[load]["proofs_per_s"] / local[load]["proofs_per_s"] for load in ("batch", "closed_loop")}
-    print(f"target (HTTP throughput >= 90% of in-process): "
-          + ", ".join(f"{load} {'met' if r >= 0.9 else 'MISSED'} ({r:.1%})" for load, r in ratios.items()))
-    result = {"cost_s": args.cost, "workers": args.workers, "proofs": args.proofs, "callers": callers,
-              "in_process": local, "http": http, "http_over_in_process": ratios}
+    print(
+        "target (HTTP throughput >= 90% of in-process): "
+        + ", ".join(f"{load} {'met' if r >= 0.9 else 'MISSED'} ({r:.1%})" for load, r in ratios.items())
+    )
+    result = {
+        "cost_s": args.cost,
+        "workers": args.workers,
+        "proofs": args.proofs,
+        "callers": callers,
+        "in_process": local,
+        "http": http,
+        "http_over_in_process": ratios,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

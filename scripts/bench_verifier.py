@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 import time
-from pathlib import Path
-
-import random
 import uuid
 from collections import Counter
+from pathlib import Path
 
 from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig
 from prover.verifier import sandbox as sandbox_mod
@@ -34,7 +33,7 @@ from prover.verifier import sandbox as sandbox_mod
 ROOT = Path(__file__).resolve().parent.parent
 DOUBLE = ROOT / "tests" / "repl_double.py"
 sys.path.insert(0, str(DOUBLE.parent))
-from processes import tagged  # the tests' helper: processes carrying the double's --tag
+from processes import tagged  # noqa: E402  (the tests' helper: processes carrying the double's --tag)
 
 # fault class -> (the double's directive, whether a correct proof hides behind it and may be proved)
 FAULTS = {
@@ -49,8 +48,13 @@ FAULTS = {
     "daemon": ("double:daemon", True),
     "fill /tmp": ("double:fill=64", False),  # past FAULT_CONFIG's tmpfs_mb; bwrap only (else the host's /tmp)
 }
-FAULT_CONFIG = {"timeout": 2.0, "check_memory_mb": 400, "max_processes": 64, "tmpfs_mb": 32,
-                "max_checks_per_worker": 10_000}
+FAULT_CONFIG = {
+    "timeout": 2.0,
+    "check_memory_mb": 400,
+    "max_processes": 64,
+    "tmpfs_mb": 32,
+    "max_checks_per_worker": 10_000,
+}
 STRENGTH_WAIT = 60.0  # seconds the pool may take to be back at full strength after the mix
 HEADER = "import Mathlib\nimport Aesop\n"
 STATEMENT = "theorem bench (a b : ℝ) (h₀ : 0 < a ∧ 0 < b) (h₁ : a + b = 1) : a * b ≤ 1 / 4 := by\n"
@@ -63,7 +67,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", default="1,2,4,8,16", help="comma-separated worker counts")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts")
     parser.add_argument("--dispatch-proofs", type=int, default=500, help="proofs for the zero-cost overhead run")
-    parser.add_argument("--sandbox", default="auto", help="auto | bwrap | unshare | none (fault mix: default all that work)")
+    parser.add_argument(
+        "--sandbox", default="auto", help="auto | bwrap | unshare | none (fault mix: default all that work)"
+    )
     parser.add_argument("--faults", type=float, help="run the fault mix with this fraction of faults instead")
     parser.add_argument("--requests", type=int, default=1000, help="requests in the fault mix")
     parser.add_argument("--fault-workers", type=int, default=4, help="workers in the fault mix")
@@ -78,10 +84,16 @@ def fault_mix(fraction: float, n: int, workers: int, kind: str, seed: int) -> di
     rng = random.Random(seed)
     picks = ["honest" if rng.random() >= fraction else rng.choice(classes) for _ in range(n)]
     tag = uuid.uuid4().hex
-    config = VerifierConfig(repl_command=[sys.executable, str(DOUBLE), "--cost", "0.01", "--tag", tag],
-                            workers=workers, sandbox=kind, **FAULT_CONFIG)
-    requests = [ProofRequest(STATEMENT, f"  nlinarith [sq_nonneg (a - b)]  -- {i} {FAULTS.get(c, ('',))[0]}",
-                             HEADER, "bench") for i, c in enumerate(picks)]
+    config = VerifierConfig(
+        repl_command=[sys.executable, str(DOUBLE), "--cost", "0.01", "--tag", tag],
+        workers=workers,
+        sandbox=kind,
+        **FAULT_CONFIG,
+    )
+    requests = [
+        ProofRequest(STATEMENT, f"  nlinarith [sq_nonneg (a - b)]  -- {i} {FAULTS.get(c, ('',))[0]}", HEADER, "bench")
+        for i, c in enumerate(picks)
+    ]
     pool = LeanPool(config, headers=[HEADER])
     try:
         started = time.perf_counter()
@@ -105,10 +117,21 @@ def fault_mix(fraction: float, n: int, workers: int, kind: str, seed: int) -> di
         counts.setdefault(c, Counter())[v.status.value] += 1
     wrongly = sum(v.proved for c, v in zip(picks, verdicts) if c != "honest" and not FAULTS[c][1])
     honest_lost = sum(not v.proved for c, v in zip(picks, verdicts) if c == "honest")
-    return {"sandbox": kind, "policy": policy, "requests": n, "verdicts": len(verdicts), "seconds": seconds,
-            "counts": {c: dict(counts[c]) for c in ["honest", *classes] if c in counts},
-            "faults_proved": wrongly, "honest_not_proved": honest_lost, "idle_after": strength["idle"],
-            "workers": workers, "back_at_full_strength_s": back_after, "close_s": close_s, "processes_left": len(left)}
+    return {
+        "sandbox": kind,
+        "policy": policy,
+        "requests": n,
+        "verdicts": len(verdicts),
+        "seconds": seconds,
+        "counts": {c: dict(counts[c]) for c in ["honest", *classes] if c in counts},
+        "faults_proved": wrongly,
+        "honest_not_proved": honest_lost,
+        "idle_after": strength["idle"],
+        "workers": workers,
+        "back_at_full_strength_s": back_after,
+        "close_s": close_s,
+        "processes_left": len(left),
+    }
 
 
 def print_fault_mix(r: dict) -> None:
@@ -120,16 +143,30 @@ def print_fault_mix(r: dict) -> None:
     for c, counts in r["counts"].items():
         print(f"{c:<14}{sum(counts.values()):>6}" + "".join(f"{counts.get(s, 0):>10}" for s in statuses))
     print(f"faults judged proved: {r['faults_proved']} (must be 0); honest proofs not proved: {r['honest_not_proved']}")
-    print(f"pool at full strength ({r['idle_after']} of {r['workers']} idle) {r['back_at_full_strength_s']:.1f} s after "
-          f"the batch; close() {r['close_s']:.2f} s; processes left: {r['processes_left']} (must be 0)")
+    print(
+        f"pool at full strength ({r['idle_after']} of {r['workers']} idle) {r['back_at_full_strength_s']:.1f} s after "
+        f"the batch; close() {r['close_s']:.2f} s; processes left: {r['processes_left']} (must be 0)"
+    )
 
 
 def run_fault_mix(args) -> dict:
-    kinds = [args.sandbox] if args.sandbox != "auto" else [
-        k for k, works in (("bwrap", sandbox_mod.bwrap_works), ("unshare", sandbox_mod.unshare_works),
-                           ("none", lambda: True)) if works()]
-    print(f"fault mix: {args.faults:.0%} faults among {args.requests} requests, REPL double at 10 ms per proof, "
-          f"limits {FAULT_CONFIG}")
+    kinds = (
+        [args.sandbox]
+        if args.sandbox != "auto"
+        else [
+            k
+            for k, works in (
+                ("bwrap", sandbox_mod.bwrap_works),
+                ("unshare", sandbox_mod.unshare_works),
+                ("none", lambda: True),
+            )
+            if works()
+        ]
+    )
+    print(
+        f"fault mix: {args.faults:.0%} faults among {args.requests} requests, REPL double at 10 ms per proof, "
+        f"limits {FAULT_CONFIG}"
+    )
     results = []
     for kind in kinds:
         results.append(fault_mix(args.faults, args.requests, args.fault_workers, kind, args.seed))
@@ -143,11 +180,20 @@ def best_of(repeat: int, workers: int, n: int, cost: float, sandbox: str) -> dic
 
 
 def measure(workers: int, n: int, cost: float, sandbox: str) -> dict:
-    config = VerifierConfig(repl_command=[sys.executable, str(DOUBLE), "--cost", str(cost)], workers=workers,
-                            sandbox=sandbox, timeout=60, max_checks_per_worker=10_000)
+    config = VerifierConfig(
+        repl_command=[sys.executable, str(DOUBLE), "--cost", str(cost)],
+        workers=workers,
+        sandbox=sandbox,
+        timeout=60,
+        max_checks_per_worker=10_000,
+    )
     # Distinct proofs (the cache would answer repeats), as long as a typical competition proof.
-    requests = [ProofRequest(STATEMENT, f"  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b), h₀.1, h₀.2]  -- {i}",
-                             HEADER, "bench") for i in range(n)]
+    requests = [
+        ProofRequest(
+            STATEMENT, f"  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b), h₀.1, h₀.2]  -- {i}", HEADER, "bench"
+        )
+        for i in range(n)
+    ]
     with LeanPool(config, headers=[HEADER]) as pool:
         start = time.perf_counter()
         verdicts = pool.check_batch(requests)
@@ -165,8 +211,11 @@ def main(argv: list[str] | None = None) -> dict:
         result = run_fault_mix(args)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
-        bad = [r for r in result["fault_mix"] if r["faults_proved"] or r["processes_left"]
-               or r["verdicts"] != r["requests"]]
+        bad = [
+            r
+            for r in result["fault_mix"]
+            if r["faults_proved"] or r["processes_left"] or r["verdicts"] != r["requests"]
+        ]
         sys.exit(1 if bad else 0)
     counts = [int(w) for w in args.workers.split(",")]
     rows = [best_of(args.repeat, w, w * args.per_worker, args.cost, args.sandbox) for w in counts]
@@ -183,12 +232,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"REPL double, {args.cost * 1000:.0f} ms per proof asleep, sandbox={args.sandbox}")
     print(f"{'workers':>7} {'proofs':>6} {'seconds':>8} {'proofs/s':>9} {'efficiency':>10} {'vs ideal':>8}")
     for r in rows:
-        print(f"{r['workers']:>7} {r['proofs']:>6} {r['seconds']:>8.2f} {r['proofs_per_s']:>9.1f} "
-              f"{r['efficiency']:>10.1%} {r['vs_ideal']:>8.1%}")
+        print(
+            f"{r['workers']:>7} {r['proofs']:>6} {r['seconds']:>8.2f} {r['proofs_per_s']:>9.1f} "
+            f"{r['efficiency']:>10.1%} {r['vs_ideal']:>8.1%}"
+        )
     print(f"dispatch overhead per proof (1 worker, zero cost, {args.dispatch_proofs} proofs): {overhead_ms:.2f} ms")
     print(f"time per proof beyond its cost at 1 worker (adds the sleeper's wake-up latency): {excess_ms:.2f} ms")
-    result = {"cost_s": args.cost, "sandbox": args.sandbox, "rows": rows, "overhead_ms_per_proof": overhead_ms,
-              "excess_ms_per_proof_at_cost": excess_ms}
+    result = {
+        "cost_s": args.cost,
+        "sandbox": args.sandbox,
+        "rows": rows,
+        "overhead_ms_per_proof": overhead_ms,
+        "excess_ms_per_proof_at_cost": excess_ms,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

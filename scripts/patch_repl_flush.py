@@ -41,10 +41,10 @@ def add_flush(text: str) -> str:
         return text
     prints = list(BLANK_LINE_PRINT.finditer(text))
     if len(prints) != 1:
-        raise PatchError(f"expected one `IO.println \"\"` ending each answer in the REPL's loop, found {len(prints)}")
+        raise PatchError(f'expected one `IO.println ""` ending each answer in the REPL\'s loop, found {len(prints)}')
     m = prints[0]
     flush = f"\n{m.group('indent')}(← IO.getStdout).flush {MARKER}"
-    return text[:m.end()] + flush + text[m.end():]
+    return text[: m.end()] + flush + text[m.end() :]
 
 
 def main(argv: list[str]) -> int:

@@ -46,7 +46,9 @@ def ask(proc: subprocess.Popen, request: dict, timeout: float) -> str | None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each answer (import Mathlib takes ~20 s)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for each answer (import Mathlib takes ~20 s)"
+    )
     parser.add_argument("--header", default=HEADER, help="the first command (imports)")
     parser.add_argument("--proof", default=PROOF, help="a theorem and its proof, checked on the header's environment")
     parser.add_argument("command", nargs="+", help="the command that starts the REPL, after --")
@@ -55,9 +57,12 @@ def main(argv: list[str]) -> int:
     try:
         header = ask(proc, {"cmd": args.header}, args.timeout)
         if header is None:
-            print(f"error: the REPL gave no answer to the header within {args.timeout:g} s while its input stayed "
-                  "open. If it answers once its input is closed, it does not flush stdout (REPL tags up to v4.9.0): "
-                  "apply scripts/patch_repl_flush.py to its REPL/Main.lean and rebuild it.", file=sys.stderr)
+            print(
+                f"error: the REPL gave no answer to the header within {args.timeout:g} s while its input stayed "
+                "open. If it answers once its input is closed, it does not flush stdout (REPL tags up to v4.9.0): "
+                "apply scripts/patch_repl_flush.py to its REPL/Main.lean and rebuild it.",
+                file=sys.stderr,
+            )
             return 1
         if '"env"' not in header or '"severity": "error"' in header:
             print(f"error: the REPL did not load the header; it answered:\n{header}", file=sys.stderr)

@@ -33,8 +33,22 @@ from prover.verifier.screen import screen_result  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real_proofs.jsonl"
 # Words that start a declaration (with its modifiers) at the beginning of a line.
-DECLARATION_STARTS = ("theorem", "lemma", "def", "abbrev", "example", "instance", "structure", "class",
-                      "inductive", "axiom", "noncomputable", "private", "protected", "@[")
+DECLARATION_STARTS = (
+    "theorem",
+    "lemma",
+    "def",
+    "abbrev",
+    "example",
+    "instance",
+    "structure",
+    "class",
+    "inductive",
+    "axiom",
+    "noncomputable",
+    "private",
+    "protected",
+    "@[",
+)
 
 
 def policy(proof: str, rule: str, pos: int, allow_native: bool) -> str | None:
@@ -61,8 +75,14 @@ def measure(rows: list[dict], allow_native: bool) -> dict:
         per_source[(row["source"].split()[0], why is None)] += 1
         examples[(result.rule, why)].append(f"{row['name']}: {result.reason}")
     wrongful = sum(n for (_, why), n in per_rule.items() if why is None)
-    return {"proofs": len(rows), "rejected": sum(per_rule.values()), "wrongful": wrongful,
-            "per_rule": per_rule, "per_source": per_source, "examples": examples}
+    return {
+        "proofs": len(rows),
+        "rejected": sum(per_rule.values()),
+        "wrongful": wrongful,
+        "per_rule": per_rule,
+        "per_source": per_source,
+        "examples": examples,
+    }
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -89,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no file {args.data} (point --data to real_proofs.jsonl)", file=sys.stderr)
         return 2
     report = measure(read_rows(args.data), args.allow_native)
-    print(f"{report['proofs']} proofs, {report['rejected']} rejected, {report['wrongful']} wrongfully"
-          f" (allow_native={args.allow_native})")
+    print(
+        f"{report['proofs']} proofs, {report['rejected']} rejected, {report['wrongful']} wrongfully"
+        f" (allow_native={args.allow_native})"
+    )
     print(f"{'rule':<12} {'policy':<32} {'proofs':>6}")
     for (rule, why), n in sorted(report["per_rule"].items(), key=lambda kv: -kv[1]):
         print(f"{rule:<12} {why or 'WRONGFUL':<32} {n:>6}")
-        for example in report["examples"][(rule, why)][:args.examples]:
+        for example in report["examples"][(rule, why)][: args.examples]:
             print(f"    {example[:150]}")
     print("per source (rejected by policy / wrongfully):")
     sources = sorted({s for s, _ in report["per_source"]})

@@ -45,22 +45,50 @@ KINDS = ("all", "easy", "rare")
 
 @dataclass
 class StudyConfig:
-    out_dir: str = field(default="runs/synthetic-study", metadata={"help": "where runs, table and plots go; rerunning resumes here"})
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "training seeds per variant (also the evaluation's sampling seed)"})
-    variants: list[str] = field(default_factory=lambda: list(VARIANTS), metadata={"help": f"variants to run, from {list(VARIANTS)}"})
-    generation_steps: int = field(default=400, metadata={"help": "generation batches per run, the same budget for every variant; optimizer steps = this x num_iterations"})
+    out_dir: str = field(
+        default="runs/synthetic-study", metadata={"help": "where runs, table and plots go; rerunning resumes here"}
+    )
+    seeds: list[int] = field(
+        default_factory=lambda: [0, 1, 2],
+        metadata={"help": "training seeds per variant (also the evaluation's sampling seed)"},
+    )
+    variants: list[str] = field(
+        default_factory=lambda: list(VARIANTS), metadata={"help": f"variants to run, from {list(VARIANTS)}"}
+    )
+    generation_steps: int = field(
+        default=400,
+        metadata={
+            "help": "generation batches per run, the same budget for every variant; optimizer steps = this x num_iterations"
+        },
+    )
     theorems_per_step: int = field(default=8, metadata={"help": "theorems per generation batch"})
-    num_generations: int = field(default=16, metadata={"help": "G: proofs sampled per theorem (8 x 16 = 128 proofs per batch)"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (the tiny model needs far more than a 7B one)"})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient to the base model (0: none, so sharpening is free to show)"})
-    grpo: dict[str, Any] = field(default_factory=dict, metadata={"help": "further GRPOConfig fields shared by all variants, e.g. {beta_rank: 0.5}"})
+    num_generations: int = field(
+        default=16, metadata={"help": "G: proofs sampled per theorem (8 x 16 = 128 proofs per batch)"}
+    )
+    learning_rate: float = field(
+        default=2e-4, metadata={"help": "AdamW learning rate (the tiny model needs far more than a 7B one)"}
+    )
+    beta: float = field(
+        default=0.0, metadata={"help": "KL coefficient to the base model (0: none, so sharpening is free to show)"}
+    )
+    grpo: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "further GRPOConfig fields shared by all variants, e.g. {beta_rank: 0.5}"},
+    )
     eval_samples: int = field(default=256, metadata={"help": "proofs per test theorem (the largest k of pass@k)"})
     eval_batch_size: int = field(default=256, metadata={"help": "sequences per generate call while evaluating"})
-    rank_bias_problems: int = field(default=32, metadata={"help": "probe theorems for the uplift diagnostic (the first of the probe set)"})
+    rank_bias_problems: int = field(
+        default=32, metadata={"help": "probe theorems for the uplift diagnostic (the first of the probe set)"}
+    )
     rank_bias_samples: int = field(default=16, metadata={"help": "proofs per probe theorem drawn from the base model"})
-    threads: int = field(default=1, metadata={"help": "torch threads (1 is fastest for this model size on a shared CPU)"})
+    threads: int = field(
+        default=1, metadata={"help": "torch threads (1 is fastest for this model size on a shared CPU)"}
+    )
     report_only: bool = field(default=False, metadata={"help": "only aggregate finished runs into the table and plots"})
-    task: TaskConfig = field(default_factory=lambda: TaskConfig(name="synthetic", dataset="train"), metadata={"help": "the synthetic task (task.options change theorems and base model)"})
+    task: TaskConfig = field(
+        default_factory=lambda: TaskConfig(name="synthetic", dataset="train"),
+        metadata={"help": "the synthetic task (task.options change theorems and base model)"},
+    )
 
     def __post_init__(self):
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -75,9 +103,12 @@ class StudyConfig:
 def make_parser():
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python scripts/synthetic_study.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="options:\n" + help_text(StudyConfig))
+    parser = argparse.ArgumentParser(
+        prog="python scripts/synthetic_study.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="options:\n" + help_text(StudyConfig),
+    )
     parser.add_argument("--config", help="YAML with StudyConfig fields; --field value overrides it")
     return parser
 
@@ -98,20 +129,41 @@ def train_config(config: StudyConfig, variant: str, seed: int, model: str, run_d
     overrides = VARIANTS[variant]
     max_steps = config.generation_steps * overrides["num_iterations"]
     grpo = {
-        **machine_defaults(), "output_dir": str(run_dir), "use_cpu": True, "bf16": False, "report_to": "none",
+        **machine_defaults(),
+        "output_dir": str(run_dir),
+        "use_cpu": True,
+        "bf16": False,
+        "report_to": "none",
         "num_generations": config.num_generations,
         "per_device_train_batch_size": config.theorems_per_step * config.num_generations,
         "max_completion_length": 2 * _task(config).options.max_budget + 2,  # op value pairs, "qed", EOS
-        "learning_rate": config.learning_rate, "beta": config.beta, "max_steps": max_steps,
-        "save_steps": max(1, max_steps // 4), "save_total_limit": 1, "logging_steps": 20, "seed": seed,
-        **config.grpo, **overrides,
+        "learning_rate": config.learning_rate,
+        "beta": config.beta,
+        "max_steps": max_steps,
+        "save_steps": max(1, max_steps // 4),
+        "save_total_limit": 1,
+        "logging_steps": 20,
+        "seed": seed,
+        **config.grpo,
+        **overrides,
     }
-    return load_config(TrainConfig, [], defaults={
-        "model": model, "task": _task_dict(config, "train"), "grpo": grpo,
-        "eval": {"enabled": False},
-        "rank_bias": {"enabled": True, "dataset": "probe", "problems": config.rank_bias_problems,
-                      "samples": config.rank_bias_samples, "every": max(1, max_steps // 4)},
-    })
+    return load_config(
+        TrainConfig,
+        [],
+        defaults={
+            "model": model,
+            "task": _task_dict(config, "train"),
+            "grpo": grpo,
+            "eval": {"enabled": False},
+            "rank_bias": {
+                "enabled": True,
+                "dataset": "probe",
+                "problems": config.rank_bias_problems,
+                "samples": config.rank_bias_samples,
+                "every": max(1, max_steps // 4),
+            },
+        },
+    )
 
 
 def _task_dict(config: StudyConfig, dataset: str) -> dict[str, Any]:
@@ -132,12 +184,23 @@ def evaluate(config: StudyConfig, model: str, run_dir: Path, seed: int):
     from prover.eval.config import EvalConfig
     from prover.evaluate import run
 
-    eval_config = from_dict(EvalConfig, {
-        "model": model, "samples": config.eval_samples, "k": ks_for(config.eval_samples), "seed": seed,
-        "temperature": 1.0, "top_p": 1.0, "max_tokens": 2 * _task(config).options.max_budget + 2,
-        "run_dir": str(run_dir), "plot": False, "task": _task_dict(config, "test"),
-        "sampler": {"backend": "hf", "device": "cpu", "batch_size": config.eval_batch_size},
-    }, "study eval")
+    eval_config = from_dict(
+        EvalConfig,
+        {
+            "model": model,
+            "samples": config.eval_samples,
+            "k": ks_for(config.eval_samples),
+            "seed": seed,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_tokens": 2 * _task(config).options.max_budget + 2,
+            "run_dir": str(run_dir),
+            "plot": False,
+            "task": _task_dict(config, "test"),
+            "sampler": {"backend": "hf", "device": "cpu", "batch_size": config.eval_batch_size},
+        },
+        "study eval",
+    )
     summary, _ = run(eval_config)
     return summary
 
@@ -172,7 +235,9 @@ def _per_problem(summary, names: list[str], ks: list[int]) -> np.ndarray:
 
     missing = [n for n in names if n not in summary.per_problem]
     if missing:
-        raise ValueError(f"an evaluation lacks {len(missing)} test theorems (e.g. {missing[0]}): was it run with other task options?")
+        raise ValueError(
+            f"an evaluation lacks {len(missing)} test theorems (e.g. {missing[0]}): was it run with other task options?"
+        )
     return pass_at_k_matrix([(summary.per_problem[n].samples, summary.per_problem[n].correct) for n in names], ks)
 
 
@@ -200,10 +265,17 @@ def aggregate(config: StudyConfig) -> dict[str, Any]:
             mask = np.ones(len(names), bool) if kind == "all" else kinds == kind
             intervals = bootstrap_means(per_seed[:, mask].mean(0))
             seed_means = per_seed[:, mask].mean(1)  # (seeds, ks)
-            entry[kind] = {str(k): {"mean": iv.mean, "low": iv.low, "high": iv.high,
-                                    "seed_min": float(seed_means[:, j].min()), "seed_max": float(seed_means[:, j].max()),
-                                    "problems": iv.problems}
-                           for j, (k, iv) in enumerate(zip(ks, intervals))}
+            entry[kind] = {
+                str(k): {
+                    "mean": iv.mean,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "seed_min": float(seed_means[:, j].min()),
+                    "seed_max": float(seed_means[:, j].max()),
+                    "problems": iv.problems,
+                }
+                for j, (k, iv) in enumerate(zip(ks, intervals))
+            }
         entry["uplift"] = uplift(out / label, config.seeds) if label != BASE else None
         results["labels"][label] = entry
     results["checks"] = pattern_checks(results)
@@ -229,8 +301,10 @@ def uplift(variant_dir: Path, seeds: list[int], bins: int = 4) -> dict[str, Any]
     if risen is None:
         return None
     edges = np.linspace(0, len(counts), bins + 1).astype(int)
-    rates = [float(risen[a:b].sum() / counts[a:b].sum()) if counts[a:b].sum() else None
-             for a, b in zip(edges[:-1], edges[1:])]
+    rates = [
+        float(risen[a:b].sum() / counts[a:b].sum()) if counts[a:b].sum() else None
+        for a, b in zip(edges[:-1], edges[1:])
+    ]
     return {"rates": rates, "counts": [int(counts[a:b].sum()) for a, b in zip(edges[:-1], edges[1:])]}
 
 
@@ -255,18 +329,40 @@ def pattern_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             checks.append({"claim": text, "holds": bool(holds(**values)), "values": values})
 
     for g, u in (("grpo", "grpo+unlikeliness"), ("grpo-2updates", "grpo+unlikeliness-2updates")):
-        claim(f"{g} raises pass@{first} over the base", {"base": p(BASE, first), g: p(g, first)},
-              lambda **v: v[g] > v["base"])
-        claim(f"{g} pass@{top} falls toward or below the base (below the base's upper interval)",
-              {"base": p(BASE, top), "base_high": labels.get(BASE, {}).get("all", {}).get(top, {}).get("high"),
-               g: p(g, top)}, lambda **v: v[g] <= v["base_high"])
-        claim(f"{u} keeps pass@{top} at or above the base (within its interval) and above {g}",
-              {"base": p(BASE, top), "base_low": labels.get(BASE, {}).get("all", {}).get(top, {}).get("low"),
-               g: p(g, top), u: p(u, top)}, lambda **v: v[u] >= v["base_low"] and v[u] > v[g])
-        claim(f"{u} keeps more of the rare theorems at pass@{top} than {g}",
-              {g: p(g, top, "rare"), u: p(u, top, "rare")}, lambda **v: v[u] > v[g])
-        claim(f"uplift under {g} rises with initial rank and is flatter under {u} (top - bottom quarter)",
-              {g: slope(g), u: slope(u)}, lambda **v: v[g] > 0 and v[u] < v[g])
+        claim(
+            f"{g} raises pass@{first} over the base",
+            {"base": p(BASE, first), g: p(g, first)},
+            lambda **v: v[g] > v["base"],
+        )
+        claim(
+            f"{g} pass@{top} falls toward or below the base (below the base's upper interval)",
+            {
+                "base": p(BASE, top),
+                "base_high": labels.get(BASE, {}).get("all", {}).get(top, {}).get("high"),
+                g: p(g, top),
+            },
+            lambda **v: v[g] <= v["base_high"],
+        )
+        claim(
+            f"{u} keeps pass@{top} at or above the base (within its interval) and above {g}",
+            {
+                "base": p(BASE, top),
+                "base_low": labels.get(BASE, {}).get("all", {}).get(top, {}).get("low"),
+                g: p(g, top),
+                u: p(u, top),
+            },
+            lambda **v: v[u] >= v["base_low"] and v[u] > v[g],
+        )
+        claim(
+            f"{u} keeps more of the rare theorems at pass@{top} than {g}",
+            {g: p(g, top, "rare"), u: p(u, top, "rare")},
+            lambda **v: v[u] > v[g],
+        )
+        claim(
+            f"uplift under {g} rises with initial rank and is flatter under {u} (top - bottom quarter)",
+            {g: slope(g), u: slope(u)},
+            lambda **v: v[g] > 0 and v[u] < v[g],
+        )
     return checks
 
 
@@ -281,14 +377,21 @@ def write_table(results: dict[str, Any], path: Path, show_ks=(1, 16, 64, 256)) -
     """Markdown table: pass@k (mean over seeds, 95% bootstrap interval over theorems) per label and kind."""
     ks = [str(k) for k in results["ks"] if k in show_ks or k == results["ks"][-1]]
     ks = list(dict.fromkeys(ks))
-    head = "| model | runs | theorems | " + " | ".join(f"pass@{k}" for k in ks) + " | uplift by rank quarter (low to high) |"
+    head = (
+        "| model | runs | theorems | "
+        + " | ".join(f"pass@{k}" for k in ks)
+        + " | uplift by rank quarter (low to high) |"
+    )
     lines = [head, "|" + "---|" * (len(ks) + 4)]
     for kind in KINDS:
         for label, entry in results["labels"].items():
             u = entry.get("uplift")
             up = " / ".join("-" if r is None else f"{100 * r:.0f}%" for r in u["rates"]) if u else ""
-            lines.append(f"| {label} | {entry['runs']} | {kind} ({entry[kind][ks[0]]['problems']}) | "
-                         + " | ".join(_fmt(entry[kind][k]) for k in ks) + f" | {up if kind == 'all' else ''} |")
+            lines.append(
+                f"| {label} | {entry['runs']} | {kind} ({entry[kind][ks[0]]['problems']}) | "
+                + " | ".join(_fmt(entry[kind][k]) for k in ks)
+                + f" | {up if kind == 'all' else ''} |"
+            )
     lines.append("")
     for c in results["checks"]:
         values = ", ".join(f"{k}={100 * v:.1f}" for k, v in c["values"].items())
@@ -310,11 +413,23 @@ def plot_passk(results: dict[str, Any], path: Path) -> Path:
     for ax, kind in zip(axes, KINDS):
         for label, entry in results["labels"].items():
             cells = [entry[kind][str(k)] for k in ks]
-            line, = ax.plot(ks, [100 * c["mean"] for c in cells], marker="o", markersize=3,
-                            label=f"{label} ({entry['runs']} run{'s' if entry['runs'] > 1 else ''})",
-                            linestyle="--" if label == BASE else "-", color="black" if label == BASE else None)
-            ax.fill_between(ks, [100 * c["low"] for c in cells], [100 * c["high"] for c in cells],
-                            color=line.get_color(), alpha=0.12, linewidth=0)
+            (line,) = ax.plot(
+                ks,
+                [100 * c["mean"] for c in cells],
+                marker="o",
+                markersize=3,
+                label=f"{label} ({entry['runs']} run{'s' if entry['runs'] > 1 else ''})",
+                linestyle="--" if label == BASE else "-",
+                color="black" if label == BASE else None,
+            )
+            ax.fill_between(
+                ks,
+                [100 * c["low"] for c in cells],
+                [100 * c["high"] for c in cells],
+                color=line.get_color(),
+                alpha=0.12,
+                linewidth=0,
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.minorticks_off()
@@ -375,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         make_parser().print_help()
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     try:
         config = load_config(StudyConfig, argv)
     except ConfigError as exc:

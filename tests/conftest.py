@@ -21,7 +21,9 @@ def _has_cuda() -> bool:
 def pytest_collection_modifyitems(config, items):
     lean = os.environ.get("PROVER_LEAN_PROJECT")
     skips = {
-        "lean": None if lean else "needs Lean + Mathlib + the REPL: run scripts/setup_lean.sh and set PROVER_LEAN_PROJECT",
+        "lean": None
+        if lean
+        else "needs Lean + Mathlib + the REPL: run scripts/setup_lean.sh and set PROVER_LEAN_PROJECT",
         "gpu": None if _has_cuda() else "needs a CUDA GPU",
         "network": None if os.environ.get("PROVER_TEST_NETWORK") else "needs the internet (set PROVER_TEST_NETWORK=1)",
         "vllm": None if importlib.util.find_spec("vllm") else "needs vLLM (pip install -e .[cpu-vllm] or .[gpu])",
@@ -51,6 +53,7 @@ def shared_data_dir():
 
     path = Path(os.environ.get("PROVER_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
     if not (path / NAMED_SETS["minif2f-test"]).is_file():
-        pytest.skip(f"no problem sets at {path}: download the data/ folder of {RELEASE_URL} "
-                    "and set PROVER_DATA_DIR to it")
+        pytest.skip(
+            f"no problem sets at {path}: download the data/ folder of {RELEASE_URL} and set PROVER_DATA_DIR to it"
+        )
     return path

@@ -34,7 +34,15 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 
-from lean_dojo import DojoCrashError, DojoInitError, DojoTacticTimeoutError, LeanError, ProofFinished, ProofGivenUp, TacticState
+from lean_dojo import (
+    DojoCrashError,
+    DojoInitError,
+    DojoTacticTimeoutError,
+    LeanError,
+    ProofFinished,
+    ProofGivenUp,
+    TacticState,
+)
 
 OOM_EXIT = 137  # what dojo.py 482-483 reads as "OOM"
 
@@ -89,7 +97,11 @@ class GraphDojo:
         if target == "sorry":
             return {"error": "proof contains `sorry`", "sid": None, "tacticState": None}
         self.saved.append(target)
-        return {"error": None, "sid": len(self.saved) - 1, "tacticState": "no goals" if target == "done" else goals_of(target)}
+        return {
+            "error": None,
+            "sid": len(self.saved) - 1,
+            "tacticState": "no goals" if target == "done" else goals_of(target),
+        }
 
 
 class GraphDojoOpener:

@@ -121,8 +121,11 @@ class Replay:
             return self.print_axioms(printed.group(1))
         self.history.append(normalise(request))
         n = len(self.history)
-        answers = {answers[n - 1] for _, requests, answers in self.recorded
-                   if len(requests) >= n and requests[:n] == self.history}
+        answers = {
+            answers[n - 1]
+            for _, requests, answers in self.recorded
+            if len(requests) >= n and requests[:n] == self.history
+        }
         if len(answers) != 1:
             why = "no recording" if not answers else f"{len(answers)} different recorded answers"
             sys.stderr.write(f"replay: {why} for request {n}: {json.dumps(request, ensure_ascii=False)[:300]}\n")
@@ -143,8 +146,10 @@ class Replay:
 
     def unknown_package(self, root: str) -> str:
         entries = [e for e in os.environ.get("LEAN_PATH", "").split(os.pathsep) if e]
-        data = (f"unknown module prefix '{root}'\n\nNo directory '{root}' or file '{root}.olean' in the search path "
-                f"entries:\n" + "\n".join(entries))
+        data = (
+            f"unknown module prefix '{root}'\n\nNo directory '{root}' or file '{root}.olean' in the search path "
+            f"entries:\n" + "\n".join(entries)
+        )
         message = {"severity": "error", "pos": {"line": 1, "column": 0}, "endPos": None, "data": data}
         return json.dumps({"messages": [message], "env": 0}, indent=1, ensure_ascii=False)
 
@@ -155,11 +160,22 @@ class Replay:
             candidates = [f"{ns}.{name}" for ns in self.opened] + [name]
         found = [c for c in candidates if c in self.axioms]
         if not found:
-            message = {"severity": "error", "pos": {"line": 1, "column": 15}, "endPos": {"line": 1, "column": 15 + len(name)},
-                       "data": f"unknown constant '{name}'"}
+            message = {
+                "severity": "error",
+                "pos": {"line": 1, "column": 15},
+                "endPos": {"line": 1, "column": 15 + len(name)},
+                "data": f"unknown constant '{name}'",
+            }
             return json.dumps({"messages": [message], "env": len(self.history)}, indent=1, ensure_ascii=False)
-        messages = [{"severity": "info", "pos": {"line": 1, "column": 0}, "endPos": {"line": 1, "column": 6},
-                     "data": axioms_message(c, self.axioms[c])} for c in found]
+        messages = [
+            {
+                "severity": "info",
+                "pos": {"line": 1, "column": 0},
+                "endPos": {"line": 1, "column": 6},
+                "data": axioms_message(c, self.axioms[c]),
+            }
+            for c in found
+        ]
         return json.dumps({"messages": messages, "env": len(self.history)}, indent=1, ensure_ascii=False)
 
 
@@ -198,14 +214,20 @@ def run_lake(args) -> None:
     if not args.command or args.command[0] != "env":
         sys.exit("golden_replay lake: only `lake env CMD ...` is acted out")
     root = Path.cwd()
-    libs = [Path(".lake/build/lib")] + [p.relative_to(root) / ".lake/build/lib"
-                                         for p in sorted((root / ".lake/packages").glob("*"))]
+    libs = [Path(".lake/build/lib")] + [
+        p.relative_to(root) / ".lake/build/lib" for p in sorted((root / ".lake/packages").glob("*"))
+    ]
     if args.paths == "relative":
         entries = ["./" + str(libs[0])] + ["././" + str(p) for p in libs[1:]]
     else:
         entries = [str(root / p) for p in libs]
-    env = dict(os.environ, LEAN_PATH=os.pathsep.join(entries), LEAN_SYSROOT=str(root / "toolchain"),
-               LAKE="lake", LD_LIBRARY_PATH=("./" + str(libs[0])) if args.paths == "relative" else str(root / libs[0]))
+    env = dict(
+        os.environ,
+        LEAN_PATH=os.pathsep.join(entries),
+        LEAN_SYSROOT=str(root / "toolchain"),
+        LAKE="lake",
+        LD_LIBRARY_PATH=("./" + str(libs[0])) if args.paths == "relative" else str(root / libs[0]),
+    )
     command = args.command[1:] or ["env"]
     os.execvpe(command[0], command, env)
 

@@ -24,15 +24,22 @@ from kimina_client.proof_utils import analyze_sample
 
 
 def parsed(response: CheckResponse) -> list[dict]:
-    return [{"id": r.id, "status": r.analyze().status.value, "error": r.error, "response": r.response}
-            for r in response.results]
+    return [
+        {"id": r.id, "status": r.analyze().status.value, "error": r.error, "response": r.response}
+        for r in response.results
+    ]
 
 
 async def async_check(job: dict, snippets: list[Snippet]) -> CheckResponse:
     client = AsyncKiminaClient(api_url=job["url"], api_key=job["api_key"], n_retries=job["n_retries"])
     try:
-        return await client.check(snippets, timeout=job["timeout"], batch_size=job["batch_size"],
-                                  max_workers=job["max_workers"], show_progress=False)
+        return await client.check(
+            snippets,
+            timeout=job["timeout"],
+            batch_size=job["batch_size"],
+            max_workers=job["max_workers"],
+            show_progress=False,
+        )
     finally:
         await client.close()
 
@@ -43,19 +50,37 @@ def main() -> None:
     job = json.load(sys.stdin)
     snippets = [Snippet(id=s["id"], code=s["code"]) for s in job["snippets"]]
     client = KiminaClient(api_url=job["url"], api_key=job["api_key"], n_retries=job["n_retries"])
-    report = {"version": importlib.metadata.version("kimina-client"), "python": sys.version.split()[0],
-              "health": client.health()}
+    report = {
+        "version": importlib.metadata.version("kimina-client"),
+        "python": sys.version.split()[0],
+        "health": client.health(),
+    }
     start = time.monotonic()
-    response = client.check(snippets, timeout=job["timeout"], batch_size=job["batch_size"],
-                            max_workers=job["max_workers"], show_progress=False)
+    response = client.check(
+        snippets,
+        timeout=job["timeout"],
+        batch_size=job["batch_size"],
+        max_workers=job["max_workers"],
+        show_progress=False,
+    )
     response.analyze(time.monotonic() - start)  # the client's own summary must read our answers
     report["sync"] = parsed(response)
     report["async"] = parsed(asyncio.run(async_check(job, snippets)))
-    codes = [{"custom_id": s.id, "proof": s.code} for s in snippets[:job["batch_size"]]]
-    raw = httpx.post(job["url"] + "/verify", json={"codes": codes, "timeout": job["timeout"]},
-                     headers={"Authorization": f"Bearer {job['api_key']}"} if job["api_key"] else {}, timeout=600)
-    report["verify"] = raw.status_code if raw.status_code != 200 else [
-        {"custom_id": r["custom_id"], **vars(analyze_sample(r))} for r in VerifyResponse.model_validate(raw.json()).results]
+    codes = [{"custom_id": s.id, "proof": s.code} for s in snippets[: job["batch_size"]]]
+    raw = httpx.post(
+        job["url"] + "/verify",
+        json={"codes": codes, "timeout": job["timeout"]},
+        headers={"Authorization": f"Bearer {job['api_key']}"} if job["api_key"] else {},
+        timeout=600,
+    )
+    report["verify"] = (
+        raw.status_code
+        if raw.status_code != 200
+        else [
+            {"custom_id": r["custom_id"], **vars(analyze_sample(r))}
+            for r in VerifyResponse.model_validate(raw.json()).results
+        ]
+    )
     json.dump(report, sys.stdout)
 
 

@@ -119,8 +119,25 @@ PRINT_AXIOMS = re.compile(r"^\s*#print\s+axioms\s+(\S+)\s*$")
 SORRY_TACTIC = re.compile(r"(?:^|=>|\bby\b|;|·)[ \t]*(?:stop|slim_check|plausible)(?![\w.])", re.M)  # as a tactic
 OPEN_LINE = re.compile(r"^\s*open\s+([^\n]+)", re.M)
 COMMENT = re.compile(r"--[^\n]*|/-.*?-/", re.S)
-FAULTS = {"slow", "hang", "exit", "sigkill", "oom", "garbage", "unknown_env", "error", "sorry", "silent_sorry",
-          "axiom", "huge", "fork", "daemon", "fill", "header_hang", "header_exit"}
+FAULTS = {
+    "slow",
+    "hang",
+    "exit",
+    "sigkill",
+    "oom",
+    "garbage",
+    "unknown_env",
+    "error",
+    "sorry",
+    "silent_sorry",
+    "axiom",
+    "huge",
+    "fork",
+    "daemon",
+    "fill",
+    "header_hang",
+    "header_exit",
+}
 STANDARD_AXIOMS = ["propext", "Classical.choice", "Quot.sound"]
 
 
@@ -152,8 +169,12 @@ class Double:
 
     @staticmethod
     def message(severity: str, data: str, line: int = 1) -> dict:
-        return {"severity": severity, "pos": {"line": line, "column": 0}, "endPos": {"line": line, "column": 1},
-                "data": data}
+        return {
+            "severity": severity,
+            "pos": {"line": line, "column": 0},
+            "endPos": {"line": line, "column": 1},
+            "data": data,
+        }
 
     # -- requests
     def handle(self, req: dict) -> dict | None:
@@ -242,8 +263,14 @@ class Double:
             messages.append(self.message("warning", f"declaration uses {self.quote}sorry{self.quote}"))
             node = self.graph["theorems"].get(theorem)
             goals = self.graph["states"][node]["goals"] if node else ["⊢ False"]
-            sorries.append({"goal": "\n".join(goals), "proofState": self.new_state(node) if node else None,
-                            "pos": {"line": 1, "column": 0}, "endPos": {"line": 1, "column": 5}})
+            sorries.append(
+                {
+                    "goal": "\n".join(goals),
+                    "proofState": self.new_state(node) if node else None,
+                    "pos": {"line": 1, "column": 0},
+                    "endPos": {"line": 1, "column": 5},
+                }
+            )
         theorems = dict(base)
         for k, decl in enumerate(decls):
             start = decl.start() if k else 0
@@ -284,8 +311,9 @@ class Double:
         if edge is None:
             return {"message": "Lean error:\n<input>:1:1: unknown tactic"}
         if isinstance(edge, dict) and "error" in edge:
-            return self.shape.tactic_answer(self.new_state(self.proof_states[k]), [],
-                                            errors=[self.message("error", edge["error"])])
+            return self.shape.tactic_answer(
+                self.new_state(self.proof_states[k]), [], errors=[self.message("error", edge["error"])]
+            )
         if isinstance(edge, dict):  # {"mvars": true}: no goals shown, but the proof term is unfinished
             return self.shape.tactic_answer(self.new_state(self.proof_states[k]), [], mvars=True)
         return self.shape.tactic_answer(self.new_state(edge), self.graph["states"][edge]["goals"])
@@ -373,6 +401,7 @@ def header_fault(names: set[str]) -> None:
 
 # What a proof might try against its sandbox (issue 17): each returns the message it answers with.
 
+
 def probe_read(double: Double, path: str) -> dict:
     try:
         with open(path, errors="replace") as f:
@@ -446,7 +475,9 @@ def read_request(stream) -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--version", choices=["v4.9.0", "main"], default="v4.9.0", help="REPL version whose answers to act")
+    parser.add_argument(
+        "--version", choices=["v4.9.0", "main"], default="v4.9.0", help="REPL version whose answers to act"
+    )
     parser.add_argument("--sorry-quote", choices=["apostrophe", "backtick"], help="default: as --version")
     parser.add_argument("--cost", type=float, default=0.0, help="seconds slept per proof command")
     parser.add_argument("--start-delay", type=float, default=0.0, help="seconds slept on the header")

@@ -124,8 +124,12 @@ class Policy(Sampler):
             done = tuple(line.strip() for line in prompt.split(":= by\n", 1)[1].splitlines())
             options = self.table(done) if callable(self.table) else self.table.get(done, [])
             options = options or [("```", -0.1)]  # nothing to say: the model closes the proof
-            out.append([Completion(f"  {t}\n", [1, 2], lp, lp / 2, "stop") for t, lp in
-                        (options[i % len(options)] for i in range(params.n))])
+            out.append(
+                [
+                    Completion(f"  {t}\n", [1, 2], lp, lp / 2, "stop")
+                    for t, lp in (options[i % len(options)] for i in range(params.n))
+                ]
+            )
         return out
 
 
@@ -219,9 +223,16 @@ LONG = ("simp at h", "norm_num at h", "nlinarith [h]", "exact h")
         # the model prefers the two-tactic proof: it is found after two expansions
         ({(): [("intro y", -0.1), ("simp at h", -2.0)], ("intro y",): [("omega", -0.1), ("ring_nf", -1.0)]}, SHORT),
         # the model prefers the long route, and cumulative log-prob keeps it ahead of `intro y` (-3.0)
-        ({(): [("simp at h", -0.1), ("intro y", -3.0)], ("simp at h",): [("norm_num at h", -0.1)],
-          ("simp at h", "norm_num at h"): [("nlinarith [h]", -0.1)], LONG[:3]: [("exact h", -0.1)],
-          ("intro y",): [("omega", -0.1)]}, LONG),
+        (
+            {
+                (): [("simp at h", -0.1), ("intro y", -3.0)],
+                ("simp at h",): [("norm_num at h", -0.1)],
+                ("simp at h", "norm_num at h"): [("nlinarith [h]", -0.1)],
+                LONG[:3]: [("exact h", -0.1)],
+                ("intro y",): [("omega", -0.1)],
+            },
+            LONG,
+        ),
     ],
 )
 def test_finds_the_proof_the_model_prefers(make_search, table, expected):
@@ -260,14 +271,19 @@ def test_forbidden_and_failing_tactics_are_not_proofs(make_search):
     setup = make_search(table=table)
     result = setup.session.search(PROBLEM)
     assert result.proof == join_tactics(STATEMENT, SHORT)
-    assert result.progress.errors["tactic: forbidden"] >= 1 and result.progress.errors["tactic: exact? could not close the goal"] == 1
+    assert (
+        result.progress.errors["tactic: forbidden"] >= 1
+        and result.progress.errors["tactic: exact? could not close the goal"] == 1
+    )
     sent = tactics_sent(setup.log) if setup.log else setup.dojo.opened[0].calls
     assert "exact?" in sent and "sorry" not in sent  # screened before it reached Lean
 
 
 def test_a_state_reached_twice_is_expanded_once(make_search):
     graph = {"s0": {"a": "s1", "b": "s1"}, "s1": {"c": "s2"}}
-    setup = make_search(graph=graph, table=lambda done: [("a", -0.1), ("b", -0.2), ("c", -0.1)] if not done else [("c", -0.1)])
+    setup = make_search(
+        graph=graph, table=lambda done: [("a", -0.1), ("b", -0.2), ("c", -0.1)] if not done else [("c", -0.1)]
+    )
     result = setup.session.search(PROBLEM)
     assert result.outcome == "exhausted" and result.progress.expansions == 3  # s0, s1 (once), s2
 
@@ -280,7 +296,9 @@ def test_statement_rejected_by_lean_before_any_sampling(tmp_path):
     with SearchSession(config, task=GraphTask(GraphVerifier(GRAPH)), sampler=policy) as session:
         # the double reports an error for a command carrying this directive, as Lean would for `bad`
         with pytest.raises(StatementError, match="unknown identifier 'bad'"):
-            session.check_statement(Problem("t", "theorem t /- double:error=unknown_identifier_'bad' -/ : bad = 1 := by\n", HEADER))
+            session.check_statement(
+                Problem("t", "theorem t /- double:error=unknown_identifier_'bad' -/ : bad = 1 := by\n", HEADER)
+            )
         session.check_statement(PROBLEM)  # a good statement passes
     assert policy.calls == 0
     assert "  sorry" in log.read_text()  # checked with `sorry` as its proof
@@ -326,8 +344,10 @@ def dojo_backend(graph, fail=None):
 
 
 def test_dojo_answers_become_outcomes():
-    graph = {"s0": {"n": "s1", "g": "sorry", "e": "error: boom\n", "m": "error: proof contains metavariables"},
-             "s1": {"f": "done"}}
+    graph = {
+        "s0": {"n": "s1", "g": "sorry", "e": "error: boom\n", "m": "error: proof contains metavariables"},
+        "s1": {"f": "done"},
+    }
     backend, opener = dojo_backend(graph)
     root = backend.start(PROBLEM)
     assert root.goals == goals_of("s0")
@@ -368,7 +388,10 @@ def test_dojo_crash_reopens_the_theorem_and_replays_the_state():
     assert s3.kind == "state" and s3.state.goals == goals_of("s3")
     assert backend.run_tactic(s3.state, "linarith").kind == "finished"
     assert backend.run_tactic(root, "intro y").state.goals == goals_of("s1")  # the first state is the new Lean's
-    assert [d.calls for d in opener.opened] == [["intro y", "crash"], ["intro y", "nope", "ring_nf", "linarith", "intro y"]]
+    assert [d.calls for d in opener.opened] == [
+        ["intro y", "crash"],
+        ["intro y", "nope", "ring_nf", "linarith", "intro y"],
+    ]
     backend.close()
     assert opener.closed == 2
 
@@ -377,7 +400,10 @@ def test_dojo_crashing_again_after_the_reopen_gives_the_statement_up():
     backend, opener = dojo_backend({"s0": {"a": "crash", "b": "crash", "c": "s1"}})
     root = backend.start(PROBLEM)
     assert backend.run_tactic(root, "a").kind == "error"
-    with pytest.raises(SearchError, match=r"LeanDojo crashed again on 't' after it was reopened \(Unexpected EOF, then Unexpected EOF\); the statement is given up"):
+    with pytest.raises(
+        SearchError,
+        match=r"LeanDojo crashed again on 't' after it was reopened \(Unexpected EOF, then Unexpected EOF\); the statement is given up",
+    ):
         backend.run_tactic(root, "b")
     assert opener.closed == len(opener.opened) == 2  # no Lean left running
     root = backend.start(PROBLEM)  # a later search opens the theorem afresh, with its own reopen
@@ -458,14 +484,20 @@ def test_open_leandojo_passes_the_theorem_and_both_timeouts(monkeypatch):
         def __exit__(self, *exc):
             self.exited = True
 
-    with pytest.raises(LeanSetupError, match="LeanDojo cannot use /nowhere at abc123: ValueError: /nowhere is not a valid URL"):
+    with pytest.raises(
+        LeanSetupError, match="LeanDojo cannot use /nowhere at abc123: ValueError: /nowhere is not a valid URL"
+    ):
         open_leandojo("/nowhere", "abc123", "R/T.lean", tactic_timeout=30, start_timeout=900)  # the real LeanGitRepo
 
     monkeypatch.setattr(lean_dojo, "Dojo", RecordingDojo)
     monkeypatch.setattr(lean_dojo, "LeanGitRepo", lambda url, commit: SimpleNamespace(url=url, commit=commit))
     opener = open_leandojo("https://github.com/o/r", "abc123", "R/T.lean", tactic_timeout=30, start_timeout=900)
     with opener(PROBLEM) as (dojo, initial):
-        assert dojo.entry.full_name == "t" and str(dojo.entry.file_path) == "R/T.lean" and dojo.entry.repo.commit == "abc123"
+        assert (
+            dojo.entry.full_name == "t"
+            and str(dojo.entry.file_path) == "R/T.lean"
+            and dojo.entry.repo.commit == "abc123"
+        )
         assert dojo.timeout == 900  # elaborating the file up to the theorem, imports included
         assert dojo.proc.timeout == 30  # then each tactic
     assert dojo.exited

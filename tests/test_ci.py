@@ -17,11 +17,13 @@ def test_ci_builds_its_own_venv_not_the_quick_starts():
 
 def test_what_ci_installs_system_wide_is_announced_first():
     lines = CI.splitlines()
-    installs = [i for i, line in enumerate(lines) if "apt-get install" in line and not line.lstrip().startswith(("#", "echo"))]
+    installs = [
+        i for i, line in enumerate(lines) if "apt-get install" in line and not line.lstrip().startswith(("#", "echo"))
+    ]
     assert installs
     for i in installs:
         package = re.search(r"apt-get install -y -qq (\S+?)\)", lines[i]).group(1)
-        said = [line for line in lines[max(0, i - 2):i] if line.lstrip().startswith("echo") and package in line]
+        said = [line for line in lines[max(0, i - 2) : i] if line.lstrip().startswith("echo") and package in line]
         assert said, f"{lines[i].strip()!r} is not announced"
 
 

@@ -62,7 +62,9 @@ def test_bad_input_names_the_field(argv, message):
 def test_unknown_yaml_key_names_the_file(tmp_path):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("inner:\n  nope: 1\n  timout: 2\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: unknown keys inner.nope, inner.timout \(did you mean inner.timeout\?\)$"):
+    with pytest.raises(
+        ConfigError, match=r"bad.yaml: unknown keys inner.nope, inner.timout \(did you mean inner.timeout\?\)$"
+    ):
         load_config(Outer, ["--config", str(cfg)])
     # the same mistake on the command line is named as the option the user typed, not as the file's
     with pytest.raises(ConfigError, match=r"^unknown option --inner.timout \(did you mean --inner.timeout\?\)"):
@@ -77,8 +79,10 @@ def test_typo_in_a_large_config_is_one_short_line(capsys):
     assert main(["--grpo.learning_rat", "1e-5"]) == 2
     out, err = capsys.readouterr()
     assert out == ""  # nothing before the error
-    assert err.strip() == ("prover.train: unknown option --grpo.learning_rat (did you mean --grpo.learning_rate?); "
-                           "--help lists every option")
+    assert err.strip() == (
+        "prover.train: unknown option --grpo.learning_rat (did you mean --grpo.learning_rate?); "
+        "--help lists every option"
+    )
 
 
 def test_flag_without_a_value_says_so(capsys):
@@ -86,7 +90,10 @@ def test_flag_without_a_value_says_so(capsys):
 
     assert main(["--grpo.learning_rate"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.strip() == "prover.train: --grpo.learning_rate needs a value (a number): --grpo.learning_rate VALUE"
+    assert (
+        out == ""
+        and err.strip() == "prover.train: --grpo.learning_rate needs a value (a number): --grpo.learning_rate VALUE"
+    )
     assert load_config(Outer, ["--sandbox"]).sandbox is True  # a bare flag still switches a boolean on
 
 

@@ -16,7 +16,12 @@ SHARED_SETS = {
     "minif2f-test": ("minif2f_test.parquet", 244, "mathd_algebra_478", "test"),
     "minif2f-valid": ("minif2f_valid.parquet", 244, "amc12a_2019_p21", "valid"),
     "lean-workbook": ("lean_workbook_goedel_28k.parquet", 28271, "lean_workbook_43783", "lean_workbook"),
-    "lean-workbook-holdout": ("lean_workbook_goedel_holdout_800.parquet", 800, "lean_workbook_plus_66978", "lean_workbook"),
+    "lean-workbook-holdout": (
+        "lean_workbook_goedel_holdout_800.parquet",
+        800,
+        "lean_workbook_plus_66978",
+        "lean_workbook",
+    ),
     "mff-lwb-unseen-200": ("mff_lwb_unseen_200.parquet", 200, "amc12a_2008_p4", "valid"),  # the paper's validation set
 }
 
@@ -58,10 +63,22 @@ def test_minif2f_keeps_informal_statement_and_statement_text(shared_data_dir):
 def test_deepseek_jsonl_layout_uses_its_header_and_split_filter(tmp_path):
     header = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 0\n\nopen BigOperators Real Nat Topology Rat\n\n"
     rows = [
-        {"name": "a", "split": "valid", "informal_prefix": "/-- A. -/\n", "formal_statement": "theorem a : 1 = 1 := by\n",
-         "goal": "⊢ 1 = 1", "header": header},
-        {"name": "b", "split": "test", "informal_prefix": "", "formal_statement": "theorem b : 2 = 2 := by\n",
-         "goal": "⊢ 2 = 2", "header": header},
+        {
+            "name": "a",
+            "split": "valid",
+            "informal_prefix": "/-- A. -/\n",
+            "formal_statement": "theorem a : 1 = 1 := by\n",
+            "goal": "⊢ 1 = 1",
+            "header": header,
+        },
+        {
+            "name": "b",
+            "split": "test",
+            "informal_prefix": "",
+            "formal_statement": "theorem b : 2 = 2 := by\n",
+            "goal": "⊢ 2 = 2",
+            "header": header,
+        },
     ]
     path = write_jsonl(tmp_path / "minif2f.jsonl", rows)
     assert [p.name for p in load_problems(str(path))] == ["a", "b"]
@@ -107,13 +124,16 @@ def test_unknown_set_name_fails_at_once_naming_the_sets(monkeypatch):
     """``minif2f-tset`` spent ~25 s on hub retries (datasets, offline) and never listed the named sets."""
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("a name that is no hub id went to the hub"))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("a name that is no hub id went to the hub")
+    )
     with pytest.raises(DataError) as err:
         load_problems("minif2f-tset")
     assert str(err.value) == (
         "unknown dataset 'minif2f-tset': did you mean minif2f-test? named sets: minif2f-test, minif2f-valid, "
         "lean-workbook, lean-workbook-holdout, mff-lwb-unseen-200; or a parquet/jsonl/json file, a directory of them, "
-        "or a hub id (owner/name)")
+        "or a hub id (owner/name)"
+    )
     with pytest.raises(DataError, match=r"^unknown dataset 'zzz': named sets: "):  # nothing close: no guess
         load_problems("zzz")
 
@@ -124,25 +144,38 @@ def test_the_release_file_names_work_as_the_named_sets(tmp_path, shared_data_dir
     shutil.copy(loading.resolve_source("minif2f-valid", shared_data_dir), tmp_path / "minif2f_train.parquet")
     assert len(load_problems("mff-lwb-unseen-200", data_dir=tmp_path)) == 200
     assert {p.split for p in load_problems("minif2f-valid", data_dir=tmp_path)} == {"valid"}
-    with pytest.raises(DataError, match=r"lean_workbook_goedel_28k.parquet does not exist, nor the release's "
-                                        r"mff-lwb-goedel-28k.parquet .*github.com/AndreHe02/rewarding-unlikely-release"):
+    with pytest.raises(
+        DataError,
+        match=r"lean_workbook_goedel_28k.parquet does not exist, nor the release's "
+        r"mff-lwb-goedel-28k.parquet .*github.com/AndreHe02/rewarding-unlikely-release",
+    ):
         load_problems("lean-workbook", data_dir=tmp_path)
 
 
 # --- validation: every error names the file and the row --------------------------------------
 
-@pytest.mark.parametrize("rows, message", [
-    # a required column is missing: no layout fits
-    ([{"theorem_full_name": "a", "statement": "theorem a : True := by"}], r"bad.jsonl: missing columns"),
-    # empty statement
-    ([shared_row("a"), shared_row("b", "  \n")], r"bad.jsonl, row 1 \('b'\): empty statement"),
-    # a statement that does not end in `:= by`
-    ([shared_row("a", "theorem a : True := by trivial\n")], r"bad.jsonl, row 0 \('a'\): statement must end with ':= by'"),
-    # a name used twice
-    ([shared_row("a"), shared_row("b"), shared_row("a")], r"bad.jsonl, row 2: duplicate name 'a' \(first at .*bad.jsonl, row 0\)"),
-    # an empty name
-    ([shared_row("")], r"bad.jsonl, row 0: empty name"),
-])
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        # a required column is missing: no layout fits
+        ([{"theorem_full_name": "a", "statement": "theorem a : True := by"}], r"bad.jsonl: missing columns"),
+        # empty statement
+        ([shared_row("a"), shared_row("b", "  \n")], r"bad.jsonl, row 1 \('b'\): empty statement"),
+        # a statement that does not end in `:= by`
+        (
+            [shared_row("a", "theorem a : True := by trivial\n")],
+            r"bad.jsonl, row 0 \('a'\): statement must end with ':= by'",
+        ),
+        # a name used twice
+        (
+            [shared_row("a"), shared_row("b"), shared_row("a")],
+            r"bad.jsonl, row 2: duplicate name 'a' \(first at .*bad.jsonl, row 0\)",
+        ),
+        # an empty name
+        ([shared_row("")], r"bad.jsonl, row 0: empty name"),
+    ],
+)
 def test_validation_errors_name_file_and_row(tmp_path, rows, message):
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     with pytest.raises(DataError, match=message):
@@ -150,7 +183,10 @@ def test_validation_errors_name_file_and_row(tmp_path, rows, message):
 
 
 def test_trailing_whitespace_after_by_is_accepted(tmp_path):
-    path = write_jsonl(tmp_path / "ok.jsonl", [shared_row("a", "theorem a : True := by  \n\n"), shared_row("b", "theorem b : True := by")])
+    path = write_jsonl(
+        tmp_path / "ok.jsonl",
+        [shared_row("a", "theorem a : True := by  \n\n"), shared_row("b", "theorem b : True := by")],
+    )
     assert len(load_problems(str(path))) == 2
 
 
@@ -182,6 +218,7 @@ def test_unreadable_and_missing_sources(tmp_path):
 
 # --- data directory and named sets -----------------------------------------------------------
 
+
 def test_data_dir_from_env_and_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("PROVER_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match=r"named set 'minif2f-test': .*minif2f_test.parquet does not exist"):
@@ -194,7 +231,9 @@ def test_data_dir_from_env_and_errors(tmp_path, monkeypatch):
 def test_no_data_dir_says_where_to_get_the_files(monkeypatch, tmp_path):
     monkeypatch.delenv("PROVER_DATA_DIR", raising=False)
     monkeypatch.setattr(loading, "__file__", str(tmp_path / "a" / "b" / "c" / "loading.py"))
-    with pytest.raises(DataError, match="set PROVER_DATA_DIR .*Rewarding the Unlikely.*github.com/AndreHe02/rewarding-unlikely-release"):
+    with pytest.raises(
+        DataError, match="set PROVER_DATA_DIR .*Rewarding the Unlikely.*github.com/AndreHe02/rewarding-unlikely-release"
+    ):
         load_problems("minif2f-test")
 
 
@@ -211,6 +250,7 @@ def test_data_dir_argument_wins(tmp_path, monkeypatch, shared_data_dir):
 
 
 # --- exclusion and limit ---------------------------------------------------------------------
+
 
 def test_defective_minif2f_list_excludes_exactly_those(data_dir_env):
     all_names = [p.name for p in load_problems("minif2f-test")]
@@ -236,7 +276,13 @@ def test_without_the_data_the_tests_that_need_it_skip_saying_where_to_get_it(tmp
 
     test = f"{__file__}::test_minif2f_keeps_informal_statement_and_statement_text"
     env = {**os.environ, "PROVER_DATA_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
-                         capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=Path(__file__).parents[1],
+    )
     assert out.returncode == 0 and "1 skipped" in out.stdout, out.stdout
     assert f"no problem sets at {tmp_path}: download the data/ folder of {loading.RELEASE_URL}" in out.stdout

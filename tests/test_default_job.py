@@ -26,15 +26,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A synthetic task small enough for a 1-layer base model trained for 100 steps (seconds) to prove some
 # theorems, so that groups carry signal and training changes the model: 32 train / 16 test theorems.
-OPTIONS = ("{max_value: 16, start_max: 6, min_budget: 1, max_budget: 2, test_size: 16, train_size: 32, probe_size: 8, "
-           "rare_fraction: 0.0, base_model: {steps: 100, examples: 1000, hidden_size: 32, layers: 1, batch_size: 32}}")
+OPTIONS = (
+    "{max_value: 16, start_max: 6, min_budget: 1, max_budget: 2, test_size: 16, train_size: 32, probe_size: 8, "
+    "rare_fraction: 0.0, base_model: {steps: 100, examples: 1000, hidden_size: 32, layers: 1, batch_size: 32}}"
+)
 # 8 steps of 4 theorems x 4 samples per variant, checkpoints every 4; 16 test theorems x 4 samples.
 SMALL = [
-    "--task.options", OPTIONS,
-    "--grpo.max_steps", "8", "--grpo.num_generations", "4", "--grpo.per_device_train_batch_size", "16",
-    "--grpo.logging_steps", "2", "--grpo.save_steps", "4", "--grpo.dynamic_update_size", "4",
-    "--eval.samples", "4",
-    "--rank_bias.problems", "8", "--rank_bias.samples", "4", "--rank_bias.every", "4",
+    "--task.options",
+    OPTIONS,
+    "--grpo.max_steps",
+    "8",
+    "--grpo.num_generations",
+    "4",
+    "--grpo.per_device_train_batch_size",
+    "16",
+    "--grpo.logging_steps",
+    "2",
+    "--grpo.save_steps",
+    "4",
+    "--grpo.dynamic_update_size",
+    "4",
+    "--eval.samples",
+    "4",
+    "--rank_bias.problems",
+    "8",
+    "--rank_bias.samples",
+    "4",
+    "--rank_bias.every",
+    "4",
 ]
 
 
@@ -71,25 +90,36 @@ def finished(cache, tmp_path_factory):
 
 # ---- the recipes ----
 
+
 def test_cpu_recipe_is_the_default_job():
     """The CPU recipe holds the default job's settings; the job adds plain GRPO beside it, in its own directory."""
-    recipe = load_config(TrainConfig, ["--config", str(ROOT / "recipes/synthetic/grpo-unlikeliness/cpu.yaml"),
-                                       "--compare_plain_grpo", "--grpo.output_dir", DEFAULT_JOB["grpo"]["output_dir"]],
-                         defaults={"grpo": machine_defaults()})
+    recipe = load_config(
+        TrainConfig,
+        [
+            "--config",
+            str(ROOT / "recipes/synthetic/grpo-unlikeliness/cpu.yaml"),
+            "--compare_plain_grpo",
+            "--grpo.output_dir",
+            DEFAULT_JOB["grpo"]["output_dir"],
+        ],
+        defaults={"grpo": machine_defaults()},
+    )
     job = load_config(TrainConfig, [], defaults=default_job_settings())
     assert to_dict(recipe) == to_dict(job)
     # the variant the synthetic study supports: one update per generated batch, 400 generation steps
     assert (job.grpo.num_iterations, job.grpo.max_steps, job.compare_plain_grpo) == (1, 400, True)
 
 
-@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT) for p in (ROOT / "recipes").glob("*/*/*.yaml")
-                                          if p.parts[-3] != "eval"))
+@pytest.mark.parametrize(
+    "recipe", sorted(p.relative_to(ROOT) for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parts[-3] != "eval")
+)
 def test_recipes_load(recipe, monkeypatch):
     """Every training recipe parses into a TrainConfig (on a CPU-only machine with bf16 off: transformers
     refuses bf16 without a GPU when the arguments are built)."""
     monkeypatch.chdir(ROOT)
-    config = load_config(TrainConfig, ["--config", str(recipe), "--grpo.bf16", "false"],
-                         defaults={"grpo": machine_defaults()})
+    config = load_config(
+        TrainConfig, ["--config", str(recipe), "--grpo.bf16", "false"], defaults={"grpo": machine_defaults()}
+    )
     assert config.grpo.num_generations >= 2 and config.grpo.output_dir.startswith("runs/")
 
 
@@ -100,10 +130,11 @@ def test_bad_override_is_named(capsys):
 
 # ---- the default job: base / GRPO / GRPO + unlikeliness ----
 
+
 def test_default_job_shows_base_grpo_and_unlikeliness(finished):
     run_dir, out = finished
     assert "default job" in out and "accelerate launch" in out
-    table = out[out.index("┏"):]
+    table = out[out.index("┏") :]
     header = table.splitlines()[1]
     assert header.index("base") < header.index("GRPO") < header.index("GRPO + unlikeliness")  # side by side
     assert "Δ GRPO + unlikeliness" in table
@@ -122,7 +153,11 @@ def test_default_job_shows_base_grpo_and_unlikeliness(finished):
         card = (v / "final" / "README.md").read_text()
         assert ("GRPO and the unlikeliness reward" in card) == unlikely
     info = json.loads((run_dir / "run_info.json").read_text())
-    assert info["seeds"]["seed"] == 0 and "trl" in info["packages"] and info["command"].startswith("python -m prover.train")
+    assert (
+        info["seeds"]["seed"] == 0
+        and "trl" in info["packages"]
+        and info["command"].startswith("python -m prover.train")
+    )
     # both runs start from the same model with the same seed: the same probe, so their curves compare
     probe = lambda variant: json.loads((run_dir / variant / "rank_bias_probe.json").read_text())  # noqa: E731
     assert probe("grpo") == probe("grpo-unlikeliness") and probe("grpo")["samples"]
@@ -145,21 +180,25 @@ def test_rerun_with_the_same_settings_trains_nothing_again(finished):
     rc, again, err = run_main(["--grpo.output_dir", str(run_dir), *SMALL])
     assert rc == 0, err
     assert listing(run_dir / "grpo-unlikeliness" / "final") == before
-    table = lambda text: text[text.index("┏"):text.index("pass@k plot")]  # noqa: E731
+    table = lambda text: text[text.index("┏") : text.index("pass@k plot")]  # noqa: E731
     assert table(again) == table(out)
 
 
 # ---- refused launches: one line, exit 2, nothing written, no model loaded ----
 
-@pytest.mark.parametrize("bad, says", [
-    (["--grpo.learning_rate", "1e-5"], "grpo.learning_rate: 0.0002 there, 1e-05 now"),
-    (["--task.dataset", "nonexist"], "task.dataset 'nonexist'"),
-    (["--eval.dataset", "tset"], "eval.dataset 'tset'"),
-    (["--model", "/nonexistent/model"], "model"),
-    (["--eval.samples", "0"], "samples must be >= 1, got 0"),
-    (["--rank_bias.samples", "1"], "samples must be >= 2, got 1"),
-    (["--grpo.report_to", "no_such_tracker"], "unknown integration 'no_such_tracker'"),
-])
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (["--grpo.learning_rate", "1e-5"], "grpo.learning_rate: 0.0002 there, 1e-05 now"),
+        (["--task.dataset", "nonexist"], "task.dataset 'nonexist'"),
+        (["--eval.dataset", "tset"], "eval.dataset 'tset'"),
+        (["--model", "/nonexistent/model"], "model"),
+        (["--eval.samples", "0"], "samples must be >= 1, got 0"),
+        (["--rank_bias.samples", "1"], "samples must be >= 2, got 1"),
+        (["--grpo.report_to", "no_such_tracker"], "unknown integration 'no_such_tracker'"),
+    ],
+)
 def test_bad_launch_is_one_line_and_writes_nothing(finished, tmp_path, monkeypatch, bad, says):
     """Into a finished run: its record stays as it was. The synthetic base model is not even built (an
     empty cache stays empty): the checks come first."""
@@ -188,8 +227,11 @@ def test_report_to_needs_its_package(finished, monkeypatch):
 
     run_dir, _ = finished
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.split(".")[0] in ("tensorboard", "tensorboardX") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.split(".")[0] in ("tensorboard", "tensorboardX") else real(name, *a),
+    )
     rc, _, err = run_main(["--grpo.output_dir", str(run_dir), *SMALL, "--grpo.report_to", "tensorboard"])
     assert rc == 2 and "tensorboard is not installed (pip install -e '.[tensorboard]')" in err
 
@@ -197,9 +239,23 @@ def test_report_to_needs_its_package(finished, monkeypatch):
 def test_report_to_tensorboard_writes_events(cache, tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     run_dir = tmp_path / "tb"
-    rc, _, err = run_main(["--grpo.output_dir", str(run_dir), *SMALL, "--compare_plain_grpo", "false",
-                           "--eval.enabled", "false", "--rank_bias.enabled", "false", "--grpo.max_steps", "2",
-                           "--grpo.report_to", "tensorboard"])
+    rc, _, err = run_main(
+        [
+            "--grpo.output_dir",
+            str(run_dir),
+            *SMALL,
+            "--compare_plain_grpo",
+            "false",
+            "--eval.enabled",
+            "false",
+            "--rank_bias.enabled",
+            "false",
+            "--grpo.max_steps",
+            "2",
+            "--grpo.report_to",
+            "tensorboard",
+        ]
+    )
     assert rc == 0, err
     assert list(run_dir.rglob("events.out.tfevents.*"))
 
@@ -221,8 +277,19 @@ def test_second_job_is_told_who_holds_the_directory_and_takes_over_a_dead_one(ca
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert holder.stdout.readline().strip() == "held"
-        quick = ["--grpo.output_dir", str(run_dir), *SMALL, "--compare_plain_grpo", "false", "--eval.enabled",
-                 "false", "--rank_bias.enabled", "false", "--grpo.max_steps", "1"]
+        quick = [
+            "--grpo.output_dir",
+            str(run_dir),
+            *SMALL,
+            "--compare_plain_grpo",
+            "false",
+            "--eval.enabled",
+            "false",
+            "--rank_bias.enabled",
+            "false",
+            "--grpo.max_steps",
+            "1",
+        ]
         rc, _, err = run_main(quick)
         assert rc == 2 and f"{run_dir} is in use by another job: pid {holder.pid} on host" in err
         assert not (run_dir / "config.yaml").exists()
@@ -238,6 +305,7 @@ def test_second_job_is_told_who_holds_the_directory_and_takes_over_a_dead_one(ca
 
 # ---- Ctrl-C, resume, and the logs of a job that is not on a terminal ----
 
+
 @pytest.fixture(scope="module")
 def interrupted(cache, finished, tmp_path_factory):
     """The small default job as a user runs it with its output going to a file, Ctrl-C pressed once the
@@ -247,9 +315,14 @@ def interrupted(cache, finished, tmp_path_factory):
     out_path, err_path = run_dir.parent / "stdout.txt", run_dir.parent / "stderr.txt"
     with out_path.open("w") as out, err_path.open("w") as err:
         # A job started from a background shell inherits an ignored SIGINT; a user's terminal job does not.
-        job = subprocess.Popen([sys.executable, "-m", "prover.train", "--grpo.output_dir", str(run_dir), *SMALL],
-                               cwd=ROOT, env=env, stdout=out, stderr=err,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        job = subprocess.Popen(
+            [sys.executable, "-m", "prover.train", "--grpo.output_dir", str(run_dir), *SMALL],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         deadline = time.monotonic() + 600
         while not list((run_dir / "grpo-unlikeliness").glob("checkpoint-*")) and job.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint of the second run within 10 minutes"
@@ -265,8 +338,10 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(interrupted):
     assert rc == 130 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("prover.train: interrupted (last checkpoint ")
-    assert last.endswith(f"resume with: python -m prover.train --grpo.output_dir {run_dir} --task.options '{OPTIONS}' "
-                         + " ".join(SMALL[2:]))
+    assert last.endswith(
+        f"resume with: python -m prover.train --grpo.output_dir {run_dir} --task.options '{OPTIONS}' "
+        + " ".join(SMALL[2:])
+    )
 
 
 @pytest.mark.slow
@@ -282,8 +357,10 @@ def test_resumed_job_ends_where_the_uninterrupted_one_did(interrupted, finished)
         for name in ("solved_proofs.jsonl", "rank_bias.jsonl"):
             assert (run_dir / variant / name).read_text() == (reference / variant / name).read_text(), name
         # everything but timing and the count of torn lines a Ctrl-C during the evaluation leaves
-        assert Summary.load(run_dir / variant / "eval_after").results() == \
-            Summary.load(reference / variant / "eval_after").results()
+        assert (
+            Summary.load(run_dir / variant / "eval_after").results()
+            == Summary.load(reference / variant / "eval_after").results()
+        )
 
 
 @pytest.mark.slow
@@ -313,10 +390,20 @@ def test_lock_is_exclusive_between_open_files_and_released_once(tmp_path):
 def test_settings_that_only_change_how_a_run_is_watched_may_change():
     from prover.run_settings import changed_settings
 
-    recorded = {"grpo": {"learning_rate": 2e-4, "logging_steps": 20, "report_to": [], "output_dir": "a"},
-                "eval": {"enabled": True, "samples": 256}}
-    now = {"grpo": {"learning_rate": 2e-4, "logging_steps": 1, "report_to": ["tensorboard"], "output_dir": "b",
-                    "new_field": 3}, "eval": {"enabled": False, "samples": 256}}
+    recorded = {
+        "grpo": {"learning_rate": 2e-4, "logging_steps": 20, "report_to": [], "output_dir": "a"},
+        "eval": {"enabled": True, "samples": 256},
+    }
+    now = {
+        "grpo": {
+            "learning_rate": 2e-4,
+            "logging_steps": 1,
+            "report_to": ["tensorboard"],
+            "output_dir": "b",
+            "new_field": 3,
+        },
+        "eval": {"enabled": False, "samples": 256},
+    }
     changed = changed_settings(recorded, now)
     assert list(changed) == ["grpo.new_field"]  # a setting the recorded run did not have counts as a change
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 import trl
-from transformers import AutoTokenizer
 from test_train import WordTask, make_args, params
+from transformers import AutoTokenizer
 
 from prover.rl.dataset import build_dataset
 from prover.rl.trainer import UnlikelinessGRPOTrainer
@@ -28,23 +28,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---- the plan: pure ---------------------------------------------------------------------------------
 
+
 def fake_rows(n: int, width: int = 5) -> dict[str, torch.Tensor]:
     """n rows whose completion i has i % width + 1 loss tokens and advantage i + 1 (to find it again)."""
     lengths = torch.arange(n) % width + 1
     mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
     return {
-        "prompt_ids": torch.arange(n)[:, None].repeat(1, 3), "prompt_mask": torch.ones(n, 3, dtype=torch.long),
-        "completion_ids": mask * 7, "completion_mask": mask,
-        "old_per_token_logps": -mask.float(), "advantages": torch.arange(n, dtype=torch.float) + 1,
+        "prompt_ids": torch.arange(n)[:, None].repeat(1, 3),
+        "prompt_mask": torch.ones(n, 3, dtype=torch.long),
+        "completion_ids": mask * 7,
+        "completion_mask": mask,
+        "old_per_token_logps": -mask.float(),
+        "advantages": torch.arange(n, dtype=torch.float) + 1,
     }
 
 
-@pytest.mark.parametrize("rows, step_rows, processes, micro", [
-    (14, 4, 1, 2),   # 3 full steps and a partial one of 2
-    (14, 8, 2, 2),   # 2 processes: a full step and a partial one of 6
-    (3, 8, 2, 2),    # fewer rows than micro-batches: some are all filler
-    (16, 8, 2, 4),   # whole steps only
-])
+@pytest.mark.parametrize(
+    "rows, step_rows, processes, micro",
+    [
+        (14, 4, 1, 2),  # 3 full steps and a partial one of 2
+        (14, 8, 2, 2),  # 2 processes: a full step and a partial one of 6
+        (3, 8, 2, 2),  # fewer rows than micro-batches: some are all filler
+        (16, 8, 2, 4),  # whole steps only
+    ],
+)
 def test_plan_cuts_whole_steps_dealt_evenly(rows, step_rows, processes, micro):
     data = fake_rows(rows)
     plans = [plan_update(data, step_rows, processes, micro, rank, items_scale=2.0) for rank in range(processes)]
@@ -74,6 +81,7 @@ def test_plan_trims_to_the_widest_real_row_and_refuses_uneven_steps():
 
 # ---- the trainer: one process, scripted rewards -------------------------------------------------------
 
+
 class ScriptedReward:
     """Rewards given per generation batch, in TRL's row order (G consecutive rows per prompt), so that
     which groups have signal is known in advance."""
@@ -95,9 +103,22 @@ def scripted_trainer(model_dir, out, reward, **overrides):
     task = WordTask()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = build_dataset(task, task.load_problems(), tokenizer, max_prompt_tokens=512)
-    args = make_args(out, **({"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2,
-                              "generation_batch_size": 8, "num_generations": 2, "num_iterations": 2,
-                              "dynamic_update_size": 8, "max_steps": 12, "save_steps": 100} | overrides))
+    args = make_args(
+        out,
+        **(
+            {
+                "per_device_train_batch_size": 2,
+                "gradient_accumulation_steps": 2,
+                "generation_batch_size": 8,
+                "num_generations": 2,
+                "num_iterations": 2,
+                "dynamic_update_size": 8,
+                "max_steps": 12,
+                "save_steps": 100,
+            }
+            | overrides
+        ),
+    )
     return UnlikelinessGRPOTrainer(model=str(model_dir), reward_funcs=[reward], args=args, train_dataset=dataset)
 
 
@@ -110,7 +131,8 @@ def record_steps(trainer) -> list[list[list[int]]]:
         out = prepare(batch)
         real = out["completion_mask"].bool().any(-1)
         steps.setdefault(trainer.state.global_step, []).extend(
-            hash(tuple(ids.tolist())) for ids, r in zip(out["completion_ids"], real) if r)
+            hash(tuple(ids.tolist())) for ids, r in zip(out["completion_ids"], real) if r
+        )
         return out
 
     trainer._prepare_inputs = recording
@@ -143,8 +165,9 @@ def test_update_takes_whole_steps_in_order(tiny_model_dir, tmp_path):
 def test_held_steps_do_no_work(tiny_model_dir, tmp_path):
     """No group has signal: no loss, no backward, no optimizer state, no weight moved. (DeepSpeed
     steps its optimizer inside backward, so no backward means no DeepSpeed step either.)"""
-    trainer = scripted_trainer(tiny_model_dir, tmp_path, ScriptedReward([SILENT * 4] * 2), max_steps=8,
-                               weight_decay=0.1)
+    trainer = scripted_trainer(
+        tiny_model_dir, tmp_path, ScriptedReward([SILENT * 4] * 2), max_steps=8, weight_decay=0.1
+    )
     calls = {"loss": 0, "backward": 0}
     compute_loss, backward = trainer.compute_loss, trainer.accelerator.backward
 
@@ -152,6 +175,7 @@ def test_held_steps_do_no_work(tiny_model_dir, tmp_path):
         def wrapper(*args, **kwargs):
             calls[name] += 1
             return fn(*args, **kwargs)
+
         return wrapper
 
     trainer.compute_loss = counted("loss", compute_loss)
@@ -223,17 +247,31 @@ def test_deepspeed_hold_leaves_the_weights(tiny_model_dir, tmp_path, stage):
     backward; before, a held step ran a masked backward and weight decay moved 16 of 21 tensors.
     Runs in its own process: DeepSpeed initialises torch.distributed and Accelerate's global state."""
     pytest.importorskip("deepspeed", reason="needs DeepSpeed (pip install -e .[deepspeed], DS_BUILD_OPS=0)")
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000 + stage),
-           "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", DEEPSPEED_RUN, str(tiny_model_dir), str(tmp_path),
-                           str(ROOT / "tests"), str(stage)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(29500 + os.getpid() % 1000 + stage),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", DEEPSPEED_RUN, str(tiny_model_dir), str(tmp_path), str(ROOT / "tests"), str(stage)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert result == {"deepspeed": True, "moved": [], "updates": [0.0]}
 
 
 # ---- the TRL code the dynamic update relies on (an upgrade must fail here) ---------------------------
+
 
 def test_pinned_trl_behaviour():
     assert trl.__version__ == "1.16.0"
@@ -254,13 +292,15 @@ def test_pinned_trl_behaviour():
 
 # ---- CUDA: bf16 with gradient checkpointing (scripts/gpu_check.sh runs the gpu-marked tests) ---------
 
+
 @pytest.mark.gpu
 def test_cuda_bf16_holds_then_updates_in_whole_steps(tiny_model_dir, tmp_path):
     """The scripted schedule of test_update_takes_whole_steps_in_order, on the GPU in bf16 with gradient
     checkpointing: the held steps leave the weights bit-identical, the update steps move them."""
     reward = ScriptedReward([MIXED * 3 + SILENT, MIXED * 4, MIXED * 4])
-    trainer = scripted_trainer(tiny_model_dir, tmp_path, reward, use_cpu=False, bf16=True,
-                               gradient_checkpointing=True, max_steps=8)
+    trainer = scripted_trainer(
+        tiny_model_dir, tmp_path, reward, use_cpu=False, bf16=True, gradient_checkpointing=True, max_steps=8
+    )
     steps = record_steps(trainer)
     snapshots = {}
     start = trainer._start_step

@@ -36,8 +36,9 @@ class ExactTask(Task):
         dataset = dataset or self.config.dataset
         if dataset not in (None, "all"):
             raise ValueError(f"unknown dataset {dataset!r}; the exact task has 'all'")
-        problems = [Problem(f"p{i}", f"theorem p{i} : divisible {m} := by", extra={"modulus": m})
-                    for i, m in enumerate(MODULI)]
+        problems = [
+            Problem(f"p{i}", f"theorem p{i} : divisible {m} := by", extra={"modulus": m}) for i, m in enumerate(MODULI)
+        ]
         return problems[: self.config.limit]
 
     def build_prompt(self, problem):
@@ -81,8 +82,10 @@ class ListSampler(Sampler):
 
     def generate(self, prompts, params):
         self.calls.append((list(prompts), params))
-        return [[Completion(self.texts[i % len(self.texts)], [1, 2], -1.0, -0.5, "stop") for i in range(params.n)]
-                for _ in prompts]
+        return [
+            [Completion(self.texts[i % len(self.texts)], [1, 2], -1.0, -0.5, "stop") for i in range(params.n)]
+            for _ in prompts
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +103,19 @@ PARAMS = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8)
 def run_eval(run_dir, sampler, verifier=None, samples=8, **kwargs):
     task = ExactTask()
     kwargs.setdefault("chunk_size", 2)
-    return evaluate(task, sampler, verifier or ExactVerifier(), task.load_problems(), samples=samples,
-                    run_dir=run_dir, sampling_params=PARAMS, seed=3, progress=False, bootstrap=200, **kwargs)
+    return evaluate(
+        task,
+        sampler,
+        verifier or ExactVerifier(),
+        task.load_problems(),
+        samples=samples,
+        run_dir=run_dir,
+        sampling_params=PARAMS,
+        seed=3,
+        progress=False,
+        bootstrap=200,
+        **kwargs,
+    )
 
 
 def lines(run_dir):
@@ -115,14 +129,18 @@ def test_run_dir_holds_records_summary_and_run_info(tmp_path, hf_sampler):
         assert (run_dir / name).is_file(), name
     records = lines(run_dir)
     assert len(records) == len(MODULI) * 8
-    assert {(r["problem"], r["sample"]) for r in records} == {(f"p{i}", j) for i in range(len(MODULI)) for j in range(8)}
+    assert {(r["problem"], r["sample"]) for r in records} == {
+        (f"p{i}", j) for i in range(len(MODULI)) for j in range(8)
+    }
     for r in records:
         assert r["seed"] == problem_seed(3, r["problem"])
         assert r["tokens"] > 0 and r["logprob_sum"] <= 0 and r["finish_reason"] in ("stop", "length")
         expected = r["proof"] is not None and sum(r["proof"].encode()) % MODULI[int(r["problem"][1:])] == 0
         assert (r["status"] == "proved") == expected
     # the summary is the estimator applied to the records
-    per = {f"p{i}": sum(r["status"] == "proved" for r in records if r["problem"] == f"p{i}") for i in range(len(MODULI))}
+    per = {
+        f"p{i}": sum(r["status"] == "proved" for r in records if r["problem"] == f"p{i}") for i in range(len(MODULI))
+    }
     assert summary.pass_at_k[1].mean == pytest.approx(sum(c / 8 for c in per.values()) / len(per))
     assert summary.pass_at_k[8].mean == pytest.approx(sum(c > 0 for c in per.values()) / len(per))
     assert summary.solved == sum(c > 0 for c in per.values())
@@ -196,8 +214,9 @@ def test_checker_failures_are_retried_then_left_out_then_rechecked_on_resume(tmp
     assert summary.errors == 0 and summary.statuses.get("error") is None
     # a persistent failure: recorded as ERROR and left out of n, never counted as wrong
     sampler = ListSampler(texts)
-    broken = run_eval(tmp_path / "broken", sampler, ExactVerifier(errors=10**6), samples=4, error_retries=1,
-                      chunk_size=1, ks=[1, 4])
+    broken = run_eval(
+        tmp_path / "broken", sampler, ExactVerifier(errors=10**6), samples=4, error_retries=1, chunk_size=1, ks=[1, 4]
+    )
     assert broken.errors == len(MODULI) * 4 and broken.solved == 0
     assert broken.pass_at_k[1].problems == 0 and set(broken.incomplete) == {f"p{i}" for i in range(len(MODULI))}
     # a resume with a working checker re-checks the recorded proofs without sampling them again
@@ -227,8 +246,24 @@ def exact_registry(monkeypatch):
 
 
 def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
-    args = ["--model", str(tiny_model_dir), "--task.name", "exact", "--samples", "4", "--k", "1,2,4",
-            "--max_tokens", "8", "--bootstrap", "100", "--sampler.backend", "hf", "--sampler.device", "cpu"]
+    args = [
+        "--model",
+        str(tiny_model_dir),
+        "--task.name",
+        "exact",
+        "--samples",
+        "4",
+        "--k",
+        "1,2,4",
+        "--max_tokens",
+        "8",
+        "--bootstrap",
+        "100",
+        "--sampler.backend",
+        "hf",
+        "--sampler.device",
+        "cpu",
+    ]
     assert main([*args, "--run_dir", str(tmp_path / "a"), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "pass@k" in out and "problems solved" in out
@@ -250,21 +285,37 @@ def test_cli_run_then_compare(tmp_path, tiny_model_dir, exact_registry, capsys):
 def test_cli_samples_with_the_tasks_stop_strings(tmp_path, exact_registry, tiny_model_dir, monkeypatch, extra, stop):
     sampler = ListSampler(["a"])
     monkeypatch.setattr("prover.sampling.make_sampler", lambda config: sampler)
-    argv = ["--model", str(tiny_model_dir), "--task.name", "exact", "--samples", "2", "--plot", "false",
-            "--progress", "false", "--run_dir", str(tmp_path), *extra]
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--task.name",
+        "exact",
+        "--samples",
+        "2",
+        "--plot",
+        "false",
+        "--progress",
+        "false",
+        "--run_dir",
+        str(tmp_path),
+        *extra,
+    ]
     assert main(argv) == 0
     assert all(params.stop == stop and params.n == 2 for _, params in sampler.calls)
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--samples", "4", "--k", "1,8"], "k must lie in 1..samples=4"),
-    (["--dataset", "nope"], "unknown dataset 'nope'"),
-    (["--task.name", "nope"], "unknown task 'nope'"),
-    (["--task.name", "lean", "--dataset", "minif2f-tset"], "did you mean minif2f-test? named sets: minif2f-test, "),
-    (["--samplez", "4"], "unknown option --samplez (did you mean --samples or --sampler?)"),
-    (["--model", "/nonexistent/model"], "error: model directory /nonexistent/model does not exist\n"),
-    (["--model", "someone/no-such-model"], "'someone/no-such-model' is neither a local directory nor loadable"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--samples", "4", "--k", "1,8"], "k must lie in 1..samples=4"),
+        (["--dataset", "nope"], "unknown dataset 'nope'"),
+        (["--task.name", "nope"], "unknown task 'nope'"),
+        (["--task.name", "lean", "--dataset", "minif2f-tset"], "did you mean minif2f-test? named sets: minif2f-test, "),
+        (["--samplez", "4"], "unknown option --samplez (did you mean --samples or --sampler?)"),
+        (["--model", "/nonexistent/model"], "error: model directory /nonexistent/model does not exist\n"),
+        (["--model", "someone/no-such-model"], "'someone/no-such-model' is neither a local directory nor loadable"),
+    ],
+)
 def test_bad_input_fails_before_sampling(tmp_path, tiny_model_dir, exact_registry, monkeypatch, capsys, extra, message):
     def no_sampler(config):
         raise AssertionError("the sampler must not be built for bad input")
@@ -286,15 +337,26 @@ def test_a_training_run_directory_as_model_points_to_its_final_model(tmp_path, t
     assert capsys.readouterr().err.strip().endswith(f"its latest checkpoint is --model {run / 'checkpoint-200'}")
     shutil.copytree(tiny_model_dir, run / "final")
     assert main(["--model", str(run), "--task.name", "synthetic", "--dataset", "test"]) == 2
-    assert capsys.readouterr().err == (f"error: {run} has no config.json, so it is not a Hugging Face model; "
-                                       f"it is a training run: its trained model is --model {run / 'final'}\n")
+    assert capsys.readouterr().err == (
+        f"error: {run} has no config.json, so it is not a Hugging Face model; "
+        f"it is a training run: its trained model is --model {run / 'final'}\n"
+    )
 
 
-def test_a_lean_project_that_is_not_set_up_fails_before_sampling(tmp_path, tiny_model_dir, shared_data_dir,
-                                                                 monkeypatch, capsys):
+def test_a_lean_project_that_is_not_set_up_fails_before_sampling(
+    tmp_path, tiny_model_dir, shared_data_dir, monkeypatch, capsys
+):
     monkeypatch.setattr("prover.sampling.make_sampler", lambda config: pytest.fail("sampler built"))
-    argv = ["--model", str(tiny_model_dir), "--dataset", str(shared_data_dir / "minif2f_test.parquet"),
-            "--verifier.lean_project", str(tmp_path / "no_lean"), "--run_dir", str(tmp_path / "r")]
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--dataset",
+        str(shared_data_dir / "minif2f_test.parquet"),
+        "--verifier.lean_project",
+        str(tmp_path / "no_lean"),
+        "--run_dir",
+        str(tmp_path / "r"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: verifier:") and "no_lean" in err
@@ -309,13 +371,27 @@ def test_lean_task_with_the_lean_pool_on_the_repl_double(tmp_path, shared_data_d
     from prover.verifier.config import VerifierConfig
 
     task = LeanTask(TaskConfig(name="lean", dataset=str(shared_data_dir / "minif2f_test.parquet"), limit=3))
-    texts = ["  norm_num -- double:accept\n```", "  linarith -- double:error\n```", "  simp\n",
-             "  sorry\n```", "  nlinarith -- double:exit\n```"]  # the last one crashes the REPL every time
+    texts = [
+        "  norm_num -- double:accept\n```",
+        "  linarith -- double:error\n```",
+        "  simp\n",
+        "  sorry\n```",
+        "  nlinarith -- double:exit\n```",
+    ]  # the last one crashes the REPL every time
     double = [sys.executable, str(Path(__file__).with_name("repl_double.py"))]
     config = VerifierConfig(repl_command=double, workers=2, timeout=10, start_timeout=30)
     with task.make_verifier(config) as verifier:
-        summary = evaluate(task, ListSampler(texts), verifier, task.load_problems(), samples=5, run_dir=tmp_path,
-                           progress=False, error_retries=0, bootstrap=100)
+        summary = evaluate(
+            task,
+            ListSampler(texts),
+            verifier,
+            task.load_problems(),
+            samples=5,
+            run_dir=tmp_path,
+            progress=False,
+            error_retries=0,
+            bootstrap=100,
+        )
     by_text = {}
     for r in lines(tmp_path):
         by_text.setdefault(r["completion"], set()).add((r["status"], r["verdict"]["check"]))
@@ -341,8 +417,15 @@ def test_progress_figures_follow_resumes_and_rechecks(caplog):
     problems = [Problem(n, "") for n in "abc"]
     bar = EvalProgress(len(problems), samples=2, log_every=0)
     with bar, caplog.at_level("INFO", logger="prover.eval.progress"):
-        bar.seed_with({("a", 0): {"sample": 0, "status": "proved"}, ("a", 1): {"sample": 1, "status": "rejected"},
-                       ("c", 0): {"sample": 0, "status": "proved"}}, problems, samples=2)
+        bar.seed_with(
+            {
+                ("a", 0): {"sample": 0, "status": "proved"},
+                ("a", 1): {"sample": 1, "status": "rejected"},
+                ("c", 0): {"sample": 0, "status": "proved"},
+            },
+            problems,
+            samples=2,
+        )
         assert bar._fields() == {"verified": 3, "n": 2, "pass1": "0.500", "passn": "1.000"}
         bar.add("b", [{"sample": 0, "status": "error"}, {"sample": 1, "status": "rejected"}])
         assert bar._fields() == {"verified": 5, "n": 2, "pass1": "0.250", "passn": "0.500"}
@@ -357,14 +440,24 @@ def test_compare_restricts_runs_to_their_common_problems(tmp_path):
 
     full = run_eval(tmp_path / "full", ListSampler(["a", "bb", "ccc"]), samples=3)
     task = ExactTask(TaskConfig(name="exact", limit=3))
-    part = evaluate(task, ListSampler(["a"]), ExactVerifier(), task.load_problems(), samples=3, run_dir=tmp_path / "part",
-                    progress=False, bootstrap=200)
+    part = evaluate(
+        task,
+        ListSampler(["a"]),
+        ExactVerifier(),
+        task.load_problems(),
+        samples=3,
+        run_dir=tmp_path / "part",
+        progress=False,
+        bootstrap=200,
+    )
     shown, note = on_common_problems({"full": full, "part": part})
     assert "full: 6, part: 3" in note and shown["part"] is not part
     records, _ = read_records(tmp_path / "full" / RESULTS_FILE)
     expected = summarize(records, ["p0", "p1", "p2"], 3, full.ks, bootstrap=200)
     assert shown["full"].problems == 3 and shown["full"].solved == expected.solved
-    assert {k: iv.mean for k, iv in shown["full"].pass_at_k.items()} == {k: iv.mean for k, iv in expected.pass_at_k.items()}
+    assert {k: iv.mean for k, iv in shown["full"].pass_at_k.items()} == {
+        k: iv.mean for k, iv in expected.pass_at_k.items()
+    }
     assert shown["full"].statuses == {} and shown["full"].mean_tokens is None  # not recomputable: blanked
     assert on_common_problems({"full": full, "again": full})[1] is None
 
@@ -395,18 +488,31 @@ def test_the_papers_validation_set_has_a_recipe_to_n_512():
     assert (config.temperature, config.top_p, config.max_tokens) == (1.0, 1.0, 1024)
 
 
-def test_each_trained_model_gets_its_own_default_run_dir(tmp_path, tiny_model_dir, exact_registry, monkeypatch,
-                                                         capsys):
+def test_each_trained_model_gets_its_own_default_run_dir(tmp_path, tiny_model_dir, exact_registry, monkeypatch, capsys):
     """Two trained models, both called final/: the second used to be refused ("holds a run with other
     settings") because the default directory was named after the last path part only."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("prover.sampling.make_sampler", lambda config: ListSampler(["a"]))
     for run in ("grpo", "unlikely"):
         shutil.copytree(tiny_model_dir, tmp_path / "runs" / run / "final")
-        argv = ["--model", f"runs/{run}/final", "--task.name", "exact", "--samples", "2", "--plot", "false",
-                "--progress", "false", "--bootstrap", "10"]
+        argv = [
+            "--model",
+            f"runs/{run}/final",
+            "--task.name",
+            "exact",
+            "--samples",
+            "2",
+            "--plot",
+            "false",
+            "--progress",
+            "false",
+            "--bootstrap",
+            "10",
+        ]
         assert main(argv) == 0, capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs" / "eval").iterdir()) == [
-        "runs--grpo--final_exact_n2_s0", "runs--unlikely--final_exact_n2_s0"]
+        "runs--grpo--final_exact_n2_s0",
+        "runs--unlikely--final_exact_n2_s0",
+    ]
     hub = EvalConfig(model="deepseek-ai/DeepSeek-Prover-V1.5-RL", dataset="minif2f-test", samples=256)
     assert hub.resolved_run_dir() == Path("runs/eval/deepseek-ai--DeepSeek-Prover-V1.5-RL_minif2f-test_n256_s0")

@@ -29,8 +29,10 @@ GOLDEN = ROOT.parent / "shared" / "golden" / "repl"
 REPLAY = str(Path(__file__).with_name("golden_replay.py"))
 VERSIONS = ["v4.9.0", "main"]
 
-pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"needs the REPL's recorded conversations at {GOLDEN} "
-                                                            "(../shared/golden/repl beside the project)")
+pytestmark = pytest.mark.skipif(
+    not GOLDEN.is_dir(),
+    reason=f"needs the REPL's recorded conversations at {GOLDEN} (../shared/golden/repl beside the project)",
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import golden_replay  # noqa: E402  (the replay's own reader of the recordings)
@@ -39,8 +41,10 @@ import golden_replay  # noqa: E402  (the replay's own reader of the recordings)
 def recorded(version: str) -> dict[str, tuple[list, list[dict]]]:
     """name (relative to the version folder, without .in) -> (requests, parsed answers)."""
     root = GOLDEN / version
-    return {str(Path(path).relative_to(root))[:-3]: (requests, [json.loads(a) for a in answers])
-            for path, requests, answers in golden_replay.conversations([str(root)])}
+    return {
+        str(Path(path).relative_to(root))[:-3]: (requests, [json.loads(a) for a in answers])
+        for path, requests, answers in golden_replay.conversations([str(root)])
+    }
 
 
 def replay(version: str, *switches: str, sub: str = "") -> list[str]:
@@ -111,8 +115,11 @@ def test_no_recorded_error_or_sorry_is_ever_accepted(version):
     for requests, answers in recorded(version).values():
         for answer in answers:
             messages = answer.get("messages") or []
-            bad = (answer.get("sorries") or any(m["severity"] == "error" for m in messages)
-                   or any(SORRY_WARNING.search(m["data"]) for m in messages))
+            bad = (
+                answer.get("sorries")
+                or any(m["severity"] == "error" for m in messages)
+                or any(SORRY_WARNING.search(m["data"]) for m in messages)
+            )
             if "env" in answer and bad:
                 judged += 1
                 assert judge_command(answer) is not None, answer
@@ -207,7 +214,9 @@ def pool_verdicts(version: str, axioms: list[str], proofs, header, **config) -> 
     command = replay(version, *switches, sub="Mathlib/test")
     settings = dict(repl_command=command, sandbox="none", workers=1, timeout=30, start_timeout=30)
     with LeanPool(VerifierConfig(**{**settings, **config})) as pool:
-        return [pool.check_batch([ProofRequest(statement, proof, header, name)])[0] for name, statement, proof in proofs]
+        return [
+            pool.check_batch([ProofRequest(statement, proof, header, name)])[0] for name, statement, proof in proofs
+        ]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -270,15 +279,31 @@ def test_unflushed_repl_never_answers_a_client_that_keeps_it_open():
 def test_smoke_test_keeps_stdin_open_and_names_the_missing_flush():
     header, proofs = h20231020("v4.9.0")
     _, statement, proof = proofs[0]
-    smoke = [sys.executable, str(ROOT / "scripts/repl_smoke.py"), "--timeout", "3", "--header", header,
-             "--proof", statement + proof, "--"]
-    buffered = subprocess.run(smoke + replay("v4.9.0", "--stdout", "buffered", sub="Mathlib/test"),
-                              capture_output=True, text=True, timeout=60)
+    smoke = [
+        sys.executable,
+        str(ROOT / "scripts/repl_smoke.py"),
+        "--timeout",
+        "3",
+        "--header",
+        header,
+        "--proof",
+        statement + proof,
+        "--",
+    ]
+    buffered = subprocess.run(
+        smoke + replay("v4.9.0", "--stdout", "buffered", sub="Mathlib/test"), capture_output=True, text=True, timeout=60
+    )
     assert buffered.returncode == 1 and "does not flush stdout" in buffered.stderr
-    flushed = subprocess.run(smoke + replay("v4.9.0", "--stdout", "flushed", sub="Mathlib/test"),
-                             capture_output=True, text=True, timeout=60)
+    flushed = subprocess.run(
+        smoke + replay("v4.9.0", "--stdout", "flushed", sub="Mathlib/test"), capture_output=True, text=True, timeout=60
+    )
     assert flushed.returncode == 0, flushed.stderr
     # The old smoke test closed stdin, which makes the REPL exit and flush: it passed on the hanging REPL.
-    closed = subprocess.run(replay("v4.9.0", "--stdout", "buffered", sub="Mathlib/test"),
-                            input=json.dumps({"cmd": header}) + "\n\n", capture_output=True, text=True, timeout=60)
+    closed = subprocess.run(
+        replay("v4.9.0", "--stdout", "buffered", sub="Mathlib/test"),
+        input=json.dumps({"cmd": header}) + "\n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(closed.stdout) == {"env": 0}

@@ -80,8 +80,10 @@ def test_lean_side_layers_catch_what_the_screen_would(statement):
             native = await check("theorem by_native : 2 ^ 10 = 1024 := by native_decide")
             honest = await check("theorem by_kernel : 2 ^ 10 = 1024 := by decide")
             # what the screen leaves to Lean: `stop` after `=>`; slim_check admits when it finds no counterexample
-            stop = await check("theorem by_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n  cases h with\n"
-                               "  | inl hp => stop\n  | inr hq => exact Or.inl hq")
+            stop = await check(
+                "theorem by_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n  cases h with\n"
+                "  | inl hp => stop\n  | inr hq => exact Or.inl hq"
+            )
             slim = await check("theorem by_slim (n : ℕ) : n + 0 = n := by slim_check")
             # a clean `Nat.twin` under the header's `open Nat` must not stand in for `twin`'s sorryAx
             decoy = await repl.request({"cmd": "theorem Nat.twin : (1 : ℕ) = 1 := rfl", "env": env0}, 300)

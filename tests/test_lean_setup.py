@@ -34,17 +34,31 @@ def load_script(name: str):
 # (DeepSeek-Prover-V1.5's mathlib4 submodule and its manifest; the REPL's tags; the manifest of the
 # REPL's own Mathlib tests at tag v4.15.0). docs/verifier.md says how each was checked.
 PINS = [
-    ("deepseek-v1.5", "leanprover/lean4:v4.9.0-rc1", {
-        "mathlib": ("https://github.com/xinhjBrant/mathlib4.git", "2f65ba7f1a9144b20c8e7358513548e317d26de1"),
-        "REPL": ("https://github.com/xinhjBrant/repl.git", "3334a97b268ecc67beb36a75787f7e831208a724"),
-        "batteries": ("https://github.com/leanprover-community/batteries", "42b5dddbd6b2658fcfede9dad26cc47737edec2d"),
-        "Cli": ("https://github.com/leanprover/lean4-cli", "2cf1030dc2ae6b3632c84a09350b675ef3e347d0"),
-    }),
-    ("v4.15.0", "leanprover/lean4:v4.15.0", {
-        "mathlib": ("https://github.com/leanprover-community/mathlib4", "e9ae2a61ef5c99d6edac84f0d04f6324c5d97f67"),
-        "REPL": ("https://github.com/leanprover-community/repl", "21966799da3691a0912b5a15193585bd2dd7165d"),
-        "batteries": ("https://github.com/leanprover-community/batteries", "e8dc5fc16c625fc4fe08f42d625523275ddbbb4b"),
-    }),
+    (
+        "deepseek-v1.5",
+        "leanprover/lean4:v4.9.0-rc1",
+        {
+            "mathlib": ("https://github.com/xinhjBrant/mathlib4.git", "2f65ba7f1a9144b20c8e7358513548e317d26de1"),
+            "REPL": ("https://github.com/xinhjBrant/repl.git", "3334a97b268ecc67beb36a75787f7e831208a724"),
+            "batteries": (
+                "https://github.com/leanprover-community/batteries",
+                "42b5dddbd6b2658fcfede9dad26cc47737edec2d",
+            ),
+            "Cli": ("https://github.com/leanprover/lean4-cli", "2cf1030dc2ae6b3632c84a09350b675ef3e347d0"),
+        },
+    ),
+    (
+        "v4.15.0",
+        "leanprover/lean4:v4.15.0",
+        {
+            "mathlib": ("https://github.com/leanprover-community/mathlib4", "e9ae2a61ef5c99d6edac84f0d04f6324c5d97f67"),
+            "REPL": ("https://github.com/leanprover-community/repl", "21966799da3691a0912b5a15193585bd2dd7165d"),
+            "batteries": (
+                "https://github.com/leanprover-community/batteries",
+                "e8dc5fc16c625fc4fe08f42d625523275ddbbb4b",
+            ),
+        },
+    ),
 ]
 
 
@@ -77,14 +91,19 @@ def no_network_path(tmp_path):
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
     bin_dir.mkdir()
     for tool in ("git", "curl", "lake", "elan", "wget"):
-        (bin_dir / tool).write_text(f"#!/bin/sh\necho {tool} \"$@\" >> {log}\nexit 1\n")
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho {tool} "$@" >> {log}\nexit 1\n')
         (bin_dir / tool).chmod(0o755)
     return f"{bin_dir}:{os.environ['PATH']}", log
 
 
 def dry_run(profile: str, path: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "scripts/setup_lean.sh"), "--profile", profile, "--dry-run"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": path, "HOME": "/nonexistent"})
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts/setup_lean.sh"), "--profile", profile, "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": path, "HOME": "/nonexistent"},
+    )
 
 
 @pytest.mark.parametrize("profile, toolchain, pins", PINS, ids=[p[0] for p in PINS])
@@ -115,10 +134,14 @@ def test_dry_run_of_any_release_and_bad_profiles(no_network_path):
 
 # The end of the REPL's loop as tag v4.9.0 and DeepSeek's fork have it (REPL/Main.lean, `where loop`),
 # and as v4.10.0 on has it (PR #49 prints through a helper that flushes).
-LOOP_V4_9 = ('where loop : M IO Unit := do\n  let query ← getLines\n  IO.println <| toString <| ← match ← parse query with\n'
-             '  | .command r => return toJson (← runCommand r)\n  IO.println "" -- blank line after each answer\n  loop\n')
+LOOP_V4_9 = (
+    "where loop : M IO Unit := do\n  let query ← getLines\n  IO.println <| toString <| ← match ← parse query with\n"
+    '  | .command r => return toJson (← runCommand r)\n  IO.println "" -- blank line after each answer\n  loop\n'
+)
 LOOP_V4_10 = LOOP_V4_9.replace('IO.println "" --', 'printFlush "\\n" --').replace(
-    "where loop", 'def printFlush (s : String) : IO Unit := do\n  let out ← IO.getStdout\n  out.putStr s\n  out.flush\n\nwhere loop')
+    "where loop",
+    "def printFlush (s : String) : IO Unit := do\n  let out ← IO.getStdout\n  out.putStr s\n  out.flush\n\nwhere loop",
+)
 
 
 def test_flush_patch_adds_one_flush_after_each_answer():
@@ -137,12 +160,23 @@ def test_flush_patch_adds_one_flush_after_each_answer():
 def test_flush_patch_command_line(tmp_path):
     main_lean = tmp_path / "Main.lean"
     main_lean.write_text(LOOP_V4_9)
-    run = lambda: subprocess.run([sys.executable, str(ROOT / "scripts/patch_repl_flush.py"), str(main_lean)],
-                                 capture_output=True, text=True, timeout=30)
+
+    def run():
+        return subprocess.run(
+            [sys.executable, str(ROOT / "scripts/patch_repl_flush.py"), str(main_lean)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
     assert run().returncode == 0 and "flush" in main_lean.read_text()
     assert "already flushes" in run().stdout
-    missing = subprocess.run([sys.executable, str(ROOT / "scripts/patch_repl_flush.py"), str(tmp_path / "none.lean")],
-                             capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/patch_repl_flush.py"), str(tmp_path / "none.lean")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert missing.returncode == 1 and "none.lean" in missing.stderr
 
 
@@ -185,8 +219,9 @@ def test_env_cache_with_relative_paths_is_not_reused(tmp_path, monkeypatch):
     for name in ("lake-manifest.json", "lean-toolchain"):
         old.update((project / name).read_bytes())
     (project / ENV_CACHE).parent.mkdir(parents=True, exist_ok=True)
-    (project / ENV_CACHE).write_text(json.dumps({"fingerprint": old.hexdigest(),
-                                                 "env": {"LEAN_PATH": "./.lake/build/lib"}}))
+    (project / ENV_CACHE).write_text(
+        json.dumps({"fingerprint": old.hexdigest(), "env": {"LEAN_PATH": "./.lake/build/lib"}})
+    )
     env = lean_env(project)
     assert all(os.path.isabs(e) for e in env["LEAN_PATH"].split(":"))
     cached = json.loads((project / ENV_CACHE).read_text())
@@ -206,8 +241,10 @@ def test_pool_loads_mathlib_through_the_relative_lake_env_of_lean_4_9(tmp_path, 
     repl = project / ".lake/packages/REPL/.lake/build/bin/repl"
     repl.parent.mkdir(parents=True)
     recorded = golden_dir / "v4.9.0" / "Mathlib" / "test"
-    repl.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPLAY}" repl --golden "{recorded}" --check-lean-path '
-                    '--axioms mathd_numbertheory_188=propext,Classical.choice,Quot.sound\n')
+    repl.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{REPLAY}" repl --golden "{recorded}" --check-lean-path '
+        "--axioms mathd_numbertheory_188=propext,Classical.choice,Quot.sound\n"
+    )
     repl.chmod(0o755)
     argv, env = repl_launch(VerifierConfig(lean_project=str(project)))
     assert argv == [str(repl)] and env["LEAN_PATH"].startswith("/")
@@ -246,7 +283,9 @@ def test_profile_headers_match_their_provers_and_bounded_is_an_option(tmp_path):
     assert DEFAULT_HEADER == DEEPSEEK_HEADER == PROFILE_HEADERS["deepseek-v1.5"]
     assert f"set_option maxHeartbeats {BOUNDED_HEARTBEATS}\n" in HEADERS["bounded"]
     data = tmp_path / "p.jsonl"
-    data.write_text(json.dumps({"name": "x", "formal_statement": "theorem x : True := by", "header": "import Foo\n"}) + "\n")
+    data.write_text(
+        json.dumps({"name": "x", "formal_statement": "theorem x : True := by", "header": "import Foo\n"}) + "\n"
+    )
     assert load_problems(str(data))[0].header == "import Foo\n"  # a file's header column wins
     assert load_problems(str(data), header="bounded")[0].header == HEADERS["bounded"]
     assert load_problems(str(data), header="import Bar\n")[0].header == "import Bar\n"

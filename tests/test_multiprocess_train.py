@@ -49,10 +49,28 @@ HARNESS = textwrap.dedent("""
 
 # 4 theorems x 8 samples = 32 proofs per generation step; 4 optimizer steps = 2 generation steps x 2 epochs.
 GLOBAL_BATCH = 32
-SETTINGS = ["--config", "recipes/synthetic/grpo-unlikeliness/cpu.yaml", "--grpo.max_steps", "4",
-            "--grpo.num_generations", "8", "--grpo.num_iterations", "2",
-            "--grpo.logging_steps", "1", "--grpo.save_steps", "100", "--grpo.disable_tqdm", "true",
-            "--grpo.dynamic_update", "false", "--eval.enabled", "false", "--rank_bias.enabled", "false"]
+SETTINGS = [
+    "--config",
+    "recipes/synthetic/grpo-unlikeliness/cpu.yaml",
+    "--grpo.max_steps",
+    "4",
+    "--grpo.num_generations",
+    "8",
+    "--grpo.num_iterations",
+    "2",
+    "--grpo.logging_steps",
+    "1",
+    "--grpo.save_steps",
+    "100",
+    "--grpo.disable_tqdm",
+    "true",
+    "--grpo.dynamic_update",
+    "false",
+    "--eval.enabled",
+    "false",
+    "--rank_bias.enabled",
+    "false",
+]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,22 +87,42 @@ def launch(tmp_path: Path, processes: int) -> dict[int, list[dict]]:
     out = tmp_path / f"np{processes}"
     log = tmp_path / f"shaping-np{processes}"
     # Not `accelerate launch --cpu --num_processes 2`: on CPU it starts several processes only through MPI.
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes),
-                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    argv = [*torchrun, str(harness), *SETTINGS, "--grpo.output_dir", str(out),
-            "--grpo.per_device_train_batch_size", str(GLOBAL_BATCH // processes)]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+    ]
+    argv = [
+        *torchrun,
+        str(harness),
+        *SETTINGS,
+        "--grpo.output_dir",
+        str(out),
+        "--grpo.per_device_train_batch_size",
+        str(GLOBAL_BATCH // processes),
+    ]
     # One thread per process: two processes on two cores, no oversubscription.
     env = {**os.environ, "SHAPING_LOG": str(log), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert (out / "final" / "config.json").is_file()
-    return {rank: [json.loads(line) for line in Path(f"{log}.{rank}").read_text().splitlines()]
-            for rank in range(processes)}
+    return {
+        rank: [json.loads(line) for line in Path(f"{log}.{rank}").read_text().splitlines()] for rank in range(processes)
+    }
 
 
 def read_logs(log: Path, processes: int) -> dict[int, list[dict]]:
-    return {rank: [json.loads(line) for line in Path(f"{log}.{rank}").read_text().splitlines()]
-            for rank in range(processes)}
+    return {
+        rank: [json.loads(line) for line in Path(f"{log}.{rank}").read_text().splitlines()] for rank in range(processes)
+    }
 
 
 def shapings(records: list[dict]) -> list[dict]:
@@ -115,8 +153,8 @@ def test_two_processes_shape_rewards_as_one(tmp_path):
         alone, _ = shape_rewards(raw, keys, 8, 0.25, step["rank_set"], ids)
         torch.testing.assert_close(alone, torch.tensor(step["shaped"]))
         for g in range(0, GLOBAL_BATCH, 8):
-            part, _ = shape_rewards(raw[g:g + 8], keys[g:g + 8], 8, 0.25, step["rank_set"], ids[g:g + 8])
-            torch.testing.assert_close(part, torch.tensor(step["shaped"][g:g + 8]))
+            part, _ = shape_rewards(raw[g : g + 8], keys[g : g + 8], 8, 0.25, step["rank_set"], ids[g : g + 8])
+            torch.testing.assert_close(part, torch.tensor(step["shaped"][g : g + 8]))
     # The runs learned something to shape: some correct proofs were scaled down by their rank.
     shaped = [(r, s) for step in shapings(two[0]) + steps for r, s in zip(step["raw"], step["shaped"])]
     assert any(r == 1.0 and s < 1.0 for r, s in shaped)
@@ -172,23 +210,70 @@ DYNAMIC_HARNESS = textwrap.dedent("""
 # samples per optimizer step; 24 with signal start an update. TRL's schedule: 32 / (8 x 2) = 2 micro-steps
 # per pass, 1 optimizer step, x 2 epochs = 2 optimizer steps per generation batch.
 DYNAMIC_SETTINGS = [
-    "--config", "recipes/synthetic/grpo-unlikeliness/cpu.yaml", "--grpo.num_generations", "8",
-    "--grpo.generation_batch_size", "32", "--grpo.per_device_train_batch_size", "8",
-    "--grpo.gradient_accumulation_steps", "2", "--grpo.num_iterations", "2", "--grpo.dynamic_update", "true",
-    "--grpo.dynamic_update_size", "24", "--grpo.save_steps", "2", "--grpo.logging_steps", "1",
-    "--grpo.lr_scheduler_type", "constant",  # a linear decay to max_steps = 2 would end launch 1 at learning rate 0
-    "--grpo.disable_tqdm", "true", "--eval.enabled", "false", "--rank_bias.enabled", "false"]
+    "--config",
+    "recipes/synthetic/grpo-unlikeliness/cpu.yaml",
+    "--grpo.num_generations",
+    "8",
+    "--grpo.generation_batch_size",
+    "32",
+    "--grpo.per_device_train_batch_size",
+    "8",
+    "--grpo.gradient_accumulation_steps",
+    "2",
+    "--grpo.num_iterations",
+    "2",
+    "--grpo.dynamic_update",
+    "true",
+    "--grpo.dynamic_update_size",
+    "24",
+    "--grpo.save_steps",
+    "2",
+    "--grpo.logging_steps",
+    "1",
+    "--grpo.lr_scheduler_type",
+    "constant",  # a linear decay to max_steps = 2 would end launch 1 at learning rate 0
+    "--grpo.disable_tqdm",
+    "true",
+    "--eval.enabled",
+    "false",
+    "--rank_bias.enabled",
+    "false",
+]
 
 
 def launch_dynamic(tmp_path: Path, max_steps: int, silent_rank: int | None, *extra: str) -> subprocess.CompletedProcess:
     harness = tmp_path / "dynamic_harness.py"
     harness.write_text(DYNAMIC_HARNESS)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    argv = [*torchrun, str(harness), *DYNAMIC_SETTINGS, "--grpo.output_dir", str(tmp_path / "run"),
-            "--grpo.max_steps", str(max_steps), *extra]
-    env = {**os.environ, "DYNAMIC_LOG": str(tmp_path / "dynamic"), "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false", "SILENT_FIRST_BATCH": "" if silent_rank is None else str(silent_rank)}
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+    ]
+    argv = [
+        *torchrun,
+        str(harness),
+        *DYNAMIC_SETTINGS,
+        "--grpo.output_dir",
+        str(tmp_path / "run"),
+        "--grpo.max_steps",
+        str(max_steps),
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "DYNAMIC_LOG": str(tmp_path / "dynamic"),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "SILENT_FIRST_BATCH": "" if silent_rank is None else str(silent_rank),
+    }
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     return done

@@ -31,8 +31,9 @@ def test_matches_the_definition_on_small_cases(n):
             assert pass_at_k(n, c, k) == pytest.approx(float(brute_force_pass_at_k(n, c, k)), abs=1e-12)
 
 
-@pytest.mark.parametrize("n,c,k", [(1, 0, 1), (1, 1, 1), (10, 3, 1), (10, 3, 5), (100, 1, 10), (256, 7, 32),
-                                   (1000, 999, 1), (1000, 1, 999)])
+@pytest.mark.parametrize(
+    "n,c,k", [(1, 0, 1), (1, 1, 1), (10, 3, 1), (10, 3, 5), (100, 1, 10), (256, 7, 32), (1000, 999, 1), (1000, 1, 999)]
+)
 def test_matches_exact_binomials(n, c, k):
     assert pass_at_k(n, c, k) == pytest.approx(float(exact_pass_at_k(n, c, k)), rel=1e-12, abs=1e-15)
 
@@ -102,11 +103,11 @@ def test_bootstrap_interval_contains_the_mean_and_is_seeded():
 
 def test_bootstrap_skips_missing_cells_and_handles_degenerate_input():
     values = np.array([[1.0, np.nan], [0.0, 0.5], [1.0, 0.5]])
-    with_nan, = bootstrap_means(values[:, 1:], resamples=200)
+    (with_nan,) = bootstrap_means(values[:, 1:], resamples=200)
     assert with_nan.mean == 0.5 and with_nan.low == 0.5 and with_nan.high == 0.5 and with_nan.problems == 2
-    constant, = bootstrap_means(np.ones((5, 1)), resamples=100)
+    (constant,) = bootstrap_means(np.ones((5, 1)), resamples=100)
     assert (constant.mean, constant.low, constant.high) == (1.0, 1.0, 1.0)
-    none, = bootstrap_means(values[:, :1], resamples=0)
+    (none,) = bootstrap_means(values[:, :1], resamples=0)
     assert none.low == none.high == none.mean == pytest.approx(2 / 3)
 
 

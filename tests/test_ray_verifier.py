@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from processes import tagged, wait_until
+
 from prover.verifier import ProofRequest, Status, VerifierConfig, make_verifier
 from prover.verifier.ray_backend import plan_actors
 
@@ -26,15 +26,21 @@ HEADER = "import Mathlib\nimport Aesop\n"
 STATEMENT = "theorem t (a b : ℝ) (h : a = b) : b = a := by\n"
 RAY = str(Path(sys.executable).with_name("ray"))
 # Node death is noticed by the head's health checks; the defaults take ~30 s.
-HEALTH_CHECKS = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
-                 "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "0"}
+HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_initial_delay_ms": "0",
+}
 
 
 def test_plan_actors_one_per_cpu_share_on_live_nodes():
-    nodes = [{"NodeID": "a", "Alive": True, "Resources": {"CPU": 16.0}},
-             {"NodeID": "b", "Alive": True, "Resources": {"CPU": 7.0, "GPU": 8.0}},  # too few CPUs left over
-             {"NodeID": "c", "Alive": False, "Resources": {"CPU": 64.0}},  # dead
-             {"NodeID": "d", "Alive": True, "Resources": {"GPU": 8.0}}]  # started with --num-cpus 0
+    nodes = [
+        {"NodeID": "a", "Alive": True, "Resources": {"CPU": 16.0}},
+        {"NodeID": "b", "Alive": True, "Resources": {"CPU": 7.0, "GPU": 8.0}},  # too few CPUs left over
+        {"NodeID": "c", "Alive": False, "Resources": {"CPU": 64.0}},  # dead
+        {"NodeID": "d", "Alive": True, "Resources": {"GPU": 8.0}},
+    ]  # started with --num-cpus 0
     assert plan_actors(nodes, 8) == ["a", "a"]
     assert plan_actors(nodes, 4) == ["a"] * 4 + ["b"]
     assert plan_actors(nodes, 32) == []
@@ -74,13 +80,40 @@ def free_port_block(size: int) -> int:
 
 def start_node(temp_dir: str, base: int, extra: list[str], env: dict[str, str]) -> int:
     """``ray start`` in its own session; the node's daemons inherit its process group, returned."""
-    ports = ["--node-manager-port", base, "--object-manager-port", base + 1, "--dashboard-agent-listen-port",
-             base + 2, "--dashboard-agent-grpc-port", base + 3, "--runtime-env-agent-port", base + 4,
-             "--metrics-export-port", base + 5, "--min-worker-port", base + 10, "--max-worker-port", base + 40]
-    argv = [RAY, "start", "--num-cpus", "2", "--temp-dir", temp_dir, "--object-store-memory", str(100 << 20),
-            "--disable-usage-stats", *extra, *map(str, ports)]
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    ports = [
+        "--node-manager-port",
+        base,
+        "--object-manager-port",
+        base + 1,
+        "--dashboard-agent-listen-port",
+        base + 2,
+        "--dashboard-agent-grpc-port",
+        base + 3,
+        "--runtime-env-agent-port",
+        base + 4,
+        "--metrics-export-port",
+        base + 5,
+        "--min-worker-port",
+        base + 10,
+        "--max-worker-port",
+        base + 40,
+    ]
+    argv = [
+        RAY,
+        "start",
+        "--num-cpus",
+        "2",
+        "--temp-dir",
+        temp_dir,
+        "--object-store-memory",
+        str(100 << 20),
+        "--disable-usage-stats",
+        *extra,
+        *map(str, ports),
+    ]
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **env}, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     out, _ = proc.communicate(timeout=120)
     if proc.returncode:
         raise RuntimeError(f"ray start failed ({proc.returncode}): {out.decode(errors='replace')[-2000:]}")
@@ -96,11 +129,29 @@ def cluster():
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", **HEALTH_CHECKS}
     groups = []
     try:
-        groups.append(start_node(f"{root}/head", base + 50, [
-            "--head", "--port", str(base), "--include-dashboard", "false", "--dashboard-port", str(base + 7),
-            "--ray-client-server-port", str(base + 8), "--resources", '{"head": 1}'], env))
-        groups.append(start_node(f"{root}/second", base + 70, [
-            "--address", address, "--resources", '{"second": 1}'], env))
+        groups.append(
+            start_node(
+                f"{root}/head",
+                base + 50,
+                [
+                    "--head",
+                    "--port",
+                    str(base),
+                    "--include-dashboard",
+                    "false",
+                    "--dashboard-port",
+                    str(base + 7),
+                    "--ray-client-server-port",
+                    str(base + 8),
+                    "--resources",
+                    '{"head": 1}',
+                ],
+                env,
+            )
+        )
+        groups.append(
+            start_node(f"{root}/second", base + 70, ["--address", address, "--resources", '{"second": 1}'], env)
+        )
         yield {"address": address, "head": groups[0], "second": groups[1]}
     finally:
         for pgid in groups:
@@ -123,8 +174,14 @@ def tag():
 
 @pytest.fixture(scope="module")
 def verifier(cluster, tag):
-    config = VerifierConfig(backend="ray", ray_address=cluster["address"], ray_cpus_per_actor=2, timeout=20.0,
-                            start_timeout=60.0, repl_command=[sys.executable, DOUBLE, "--tag", tag])
+    config = VerifierConfig(
+        backend="ray",
+        ray_address=cluster["address"],
+        ray_cpus_per_actor=2,
+        timeout=20.0,
+        start_timeout=60.0,
+        repl_command=[sys.executable, DOUBLE, "--tag", tag],
+    )
     with make_verifier(config, headers=[HEADER]) as v:
         yield v
     assert wait_until(lambda: not tagged(tag), 20), f"REPL doubles left after close: {tagged(tag)}"
@@ -143,8 +200,12 @@ def request(i: int, directive: str) -> ProofRequest:
 
 
 # directive -> the verdict the REPL double leads to
-OUTCOMES = {"": Status.PROVED, "double:error": Status.REJECTED, "double:sorry": Status.REJECTED,
-            "double:axiom=Fake.ax": Status.REJECTED}
+OUTCOMES = {
+    "": Status.PROVED,
+    "double:error": Status.REJECTED,
+    "double:sorry": Status.REJECTED,
+    "double:axiom=Fake.ax": Status.REJECTED,
+}
 
 
 @pytest.mark.ray
@@ -162,13 +223,31 @@ def test_verify_cli_on_ray(cluster, tmp_path, monkeypatch):
     monkeypatch.setattr(LeanPool, "__init__", no_local_pool)  # this process only; the actors are others
     tag = f"ray-cli-{uuid.uuid4().hex[:8]}"
 
-    lines = [{"name": f"p{i}", "statement": STATEMENT, "proof": request(i, k).proof, "header": HEADER}
-             for i, k in enumerate(OUTCOMES)]
+    lines = [
+        {"name": f"p{i}", "statement": STATEMENT, "proof": request(i, k).proof, "header": HEADER}
+        for i, k in enumerate(OUTCOMES)
+    ]
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    code = main([str(src), "--out", str(out), "--backend", "ray", "--ray_address", cluster["address"],
-                 "--ray_cpus_per_actor", "2", "--timeout", "20", "--start_timeout", "60",
-                 "--repl_command", json.dumps([sys.executable, DOUBLE, "--tag", tag])])
+    code = main(
+        [
+            str(src),
+            "--out",
+            str(out),
+            "--backend",
+            "ray",
+            "--ray_address",
+            cluster["address"],
+            "--ray_cpus_per_actor",
+            "2",
+            "--timeout",
+            "20",
+            "--start_timeout",
+            "60",
+            "--repl_command",
+            json.dumps([sys.executable, DOUBLE, "--tag", tag]),
+        ]
+    )
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["status"] for r in records] == [OUTCOMES[k].value for k in OUTCOMES]
@@ -182,8 +261,14 @@ def test_processes_of_one_launch_share_the_actors(cluster, tag, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(free_port_block(1)))
-    config = VerifierConfig(backend="ray", ray_address=cluster["address"], ray_cpus_per_actor=2, timeout=20.0,
-                            start_timeout=60.0, repl_command=[sys.executable, DOUBLE, "--tag", tag])
+    config = VerifierConfig(
+        backend="ray",
+        ray_address=cluster["address"],
+        ray_cpus_per_actor=2,
+        timeout=20.0,
+        start_timeout=60.0,
+        repl_command=[sys.executable, DOUBLE, "--tag", tag],
+    )
     with make_verifier(config, headers=[HEADER]) as first:
         with make_verifier(config) as second:
             assert second.stats()["actors"] == first.stats()["actors"] == 2
@@ -225,4 +310,3 @@ def test_node_killed_mid_batch_every_proof_answered_once(verifier, cluster):
     assert stats["actors"] == 1 and stats["resent"] > 0
     assert sum(stats["answered"].values()) - sum(before.values()) == n  # one verdict each, none twice
     assert verifier.check_batch([request(99, "")])[0].proved  # the survivor carries on
-

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer
 from test_train import make_args
+from transformers import AutoTokenizer
 
 from prover.data.problem import Problem
 from prover.rl.dataset import build_dataset
@@ -74,19 +74,20 @@ def reference_proved(completion: str, header: str, statement: str) -> bool:
     return completion.strip().endswith("```")  # penalize_extra_text
 
 
-def reference_advantages(proved: list[bool], mean_logps: list[float], group: int, rank_penalty: float = 0.25,
-                         epsilon: float = 1e-6) -> tuple[list[bool], list[float], list[float]]:
+def reference_advantages(
+    proved: list[bool], mean_logps: list[float], group: int, rank_penalty: float = 0.25, epsilon: float = 1e-6
+) -> tuple[list[bool], list[float], list[float]]:
     """(kept, shaped score, advantage) per sample; dropped groups get no score or advantage (None)."""
     kept, shaped_all, advantages = [], [], []
     for g in range(0, len(proved), group):
-        scores = torch.tensor([float(p) for p in proved[g:g + group]])
+        scores = torch.tensor([float(p) for p in proved[g : g + group]])
         keep = 0 < scores.sum() < group
         kept += [bool(keep)] * group
         if not keep:
             shaped_all += [None] * group
             advantages += [None] * group
             continue
-        ranks = torch.argsort(torch.argsort(torch.tensor(mean_logps[g:g + group]))) / group
+        ranks = torch.argsort(torch.argsort(torch.tensor(mean_logps[g : g + group]))) / group
         shaped = scores * (1 - ranks * rank_penalty)
         adv = (shaped - shaped.mean()) / (shaped.std() + epsilon)
         shaped_all += shaped.tolist()
@@ -96,8 +97,12 @@ def reference_advantages(proved: list[bool], mean_logps: list[float], group: int
 
 # ---- random groups ---------------------------------------------------------------------------------
 
-GOOD_BODIES = ["  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b)]", "  nlinarith",
-               "  norm_num [h₀]\n  nlinarith [h₀]", "  nlinarith [mul_pos h₀ h₁]"]
+GOOD_BODIES = [
+    "  nlinarith [sq_nonneg (a - b), sq_nonneg (a + b)]",
+    "  nlinarith",
+    "  norm_num [h₀]\n  nlinarith [h₀]",
+    "  nlinarith [mul_pos h₀ h₁]",
+]
 BAD_BODIES = ["  linarith [h₀]", "  simp", "  positivity"]
 GOOD_ENDINGS = ["\n```", "\n```\n", "\n```  \n", "\n```\n```", "\n```\n\nextra\n```"]
 BAD_ENDINGS = ["\n```\nThe proof is complete.", "", "```"]  # text after the fence; unclosed; no fence at a line start
@@ -113,9 +118,14 @@ def random_completion(rng: random.Random, serial: int, group: int) -> str:
 
 
 def problems() -> list[Problem]:
-    return [Problem(name=f"p{i}", statement=f"theorem p{i} (a b : ℝ) (h₀ : 0 < a) (h₁ : 0 < b) :\n"
-                                            f"    0 ≤ (a - b) ^ 2 + {i} := by\n", header=HEADER)
-            for i in range(GROUPS)]
+    return [
+        Problem(
+            name=f"p{i}",
+            statement=f"theorem p{i} (a b : ℝ) (h₀ : 0 < a) (h₁ : 0 < b) :\n    0 ≤ (a - b) ^ 2 + {i} := by\n",
+            header=HEADER,
+        )
+        for i in range(GROUPS)
+    ]
 
 
 def test_rewards_and_advantages_match_the_reference(tiny_model_dir, tmp_path):
@@ -123,10 +133,17 @@ def test_rewards_and_advantages_match_the_reference(tiny_model_dir, tmp_path):
     task = LeanTask(TaskConfig(name="lean", reject_text_after_fence=True))
     dataset = build_dataset(task, problems(), tokenizer, max_prompt_tokens=1024)
     verifier = StandInLean()
-    args = make_args(tmp_path, num_generations=G, per_device_train_batch_size=G * GROUPS, num_iterations=2,
-                     max_completion_length=64, dynamic_update_size=G)
-    trainer = UnlikelinessGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[ProofReward(task, verifier)],
-                                      args=args, train_dataset=dataset)
+    args = make_args(
+        tmp_path,
+        num_generations=G,
+        per_device_train_batch_size=G * GROUPS,
+        num_iterations=2,
+        max_completion_length=64,
+        dynamic_update_size=G,
+    )
+    trainer = UnlikelinessGRPOTrainer(
+        model=str(tiny_model_dir), reward_funcs=[ProofReward(task, verifier)], args=args, train_dataset=dataset
+    )
 
     rng = random.Random(0)
     texts = [random_completion(rng, i, i // G) for i in range(G * GROUPS)]
@@ -142,12 +159,17 @@ def test_rewards_and_advantages_match_the_reference(tiny_model_dir, tmp_path):
     prompt_ids = [tokenizer(text=row["prompt"])["input_ids"] for row in inputs]
     sums, counts = completion_logprobs(trainer.model, prompt_ids, ids)
     mean_logps = (sums / counts).tolist()
-    gaps = [abs(a - b) for g in range(0, len(ids), G) for i, a in enumerate(mean_logps[g:g + G])
-            for b in mean_logps[g + i + 1:g + G]]
+    gaps = [
+        abs(a - b)
+        for g in range(0, len(ids), G)
+        for i, a in enumerate(mean_logps[g : g + G])
+        for b in mean_logps[g + i + 1 : g + G]
+    ]
     assert min(gaps) > 1e-4, "two samples of a group are nearly tied: the ranks would hang on float noise"
     kept, shaped, advantages = reference_advantages(proved, mean_logps, G)
-    assert sum(kept) >= len(kept) // 4 and any(p and not k for p, k in zip(proved, kept)), \
+    assert sum(kept) >= len(kept) // 4 and any(p and not k for p, k in zip(proved, kept)), (
         "kept groups, and dropped ones that all pass"
+    )
 
     # The project's side, same rows: which groups it keeps, their shaped rewards, their advantages.
     assert trainer._row_signal.tolist() == kept
@@ -159,8 +181,10 @@ def test_rewards_and_advantages_match_the_reference(tiny_model_dir, tmp_path):
     # Where the fence rules differ from the project's default (cut at the first fence, ignore the rest),
     # the reference's wins: some completion the default rule would pass is 0 here.
     lenient = LeanTask(TaskConfig(name="lean"))
-    assert any(lean_accepts(HEADER + row["statement"] + (lenient.extract_proof(t) or "")) and not p
-               for t, row, p in zip(texts, inputs, proved))
+    assert any(
+        lean_accepts(HEADER + row["statement"] + (lenient.extract_proof(t) or "")) and not p
+        for t, row, p in zip(texts, inputs, proved)
+    )
 
 
 # ---- the Lean recipes resolve to the reference's settings ----------------------------------------------
@@ -168,33 +192,44 @@ def test_rewards_and_advantages_match_the_reference(tiny_model_dir, tmp_path):
 # examples/lean/grpo.sh (and verl/trainer/config/lean_trainer.yaml for what it leaves at the default), as
 # settings of ours; docs/training.md's table gives each row with its source and the rows that differ.
 REFERENCE_SETTINGS = {
-    "max_prompt_tokens": 512,                                # data.max_prompt_length
-    "task.reject_text_after_fence": True,                    # +lean.penalize_extra_text=True
-    "verifier.timeout": 300,                                 # Lean4ServerScheduler(timeout=300)
-    "grpo.num_generations": 32,                              # lean.num_samples
-    "grpo.generation_batch_size": 512,                       # lean.problem_batch_size 16 x 32
-    "grpo.max_completion_length": 512,                       # rollout.response_length
-    "grpo.temperature": 1.0, "grpo.top_p": 1.0,              # rollout defaults
-    "grpo.learning_rate": 1e-6, "grpo.lr_scheduler_type": "constant", "grpo.weight_decay": 0.01,
-    "grpo.adam_beta1": 0.9, "grpo.adam_beta2": 0.999,        # AdamW betas in fsdp_workers.py
-    "grpo.max_grad_norm": 1.0, "grpo.grad_skip_threshold": 20.0,
-    "grpo.epsilon": 0.2,                                     # clip_ratio
-    "grpo.beta": 0.1, "grpo.use_bias_correction_kl": False,  # use_kl_loss, kl_loss_coef, low_var_kl
-    "grpo.vllm_importance_sampling_correction": False,       # no such correction in the reference
-    "grpo.entropy_coef": 0.0,                                # entropy_coeff=0.0
-    "grpo.scale_rewards": "group", "grpo.advantage_epsilon": 1e-6,
+    "max_prompt_tokens": 512,  # data.max_prompt_length
+    "task.reject_text_after_fence": True,  # +lean.penalize_extra_text=True
+    "verifier.timeout": 300,  # Lean4ServerScheduler(timeout=300)
+    "grpo.num_generations": 32,  # lean.num_samples
+    "grpo.generation_batch_size": 512,  # lean.problem_batch_size 16 x 32
+    "grpo.max_completion_length": 512,  # rollout.response_length
+    "grpo.temperature": 1.0,
+    "grpo.top_p": 1.0,  # rollout defaults
+    "grpo.learning_rate": 1e-6,
+    "grpo.lr_scheduler_type": "constant",
+    "grpo.weight_decay": 0.01,
+    "grpo.adam_beta1": 0.9,
+    "grpo.adam_beta2": 0.999,  # AdamW betas in fsdp_workers.py
+    "grpo.max_grad_norm": 1.0,
+    "grpo.grad_skip_threshold": 20.0,
+    "grpo.epsilon": 0.2,  # clip_ratio
+    "grpo.beta": 0.1,
+    "grpo.use_bias_correction_kl": False,  # use_kl_loss, kl_loss_coef, low_var_kl
+    "grpo.vllm_importance_sampling_correction": False,  # no such correction in the reference
+    "grpo.entropy_coef": 0.0,  # entropy_coeff=0.0
+    "grpo.scale_rewards": "group",
+    "grpo.advantage_epsilon": 1e-6,
     # advantage_threshold, trainer.dynamic_update, trainer.train_batch_size
-    "grpo.dynamic_update": True, "grpo.dynamic_update_size": 256,
-    "grpo.seed": 42,                                         # data.seed
+    "grpo.dynamic_update": True,
+    "grpo.dynamic_update_size": 256,
+    "grpo.seed": 42,  # data.seed
 }
 UPDATE_ROWS = 256  # ppo_mini_batch_size: samples per optimizer step
 
 
-@pytest.mark.parametrize("recipe, unlikeliness, epochs", [
-    # rank_penalty 0.25, ppo_epochs 2; and plain GRPO in 1 epoch
-    ("recipes/deepseek-prover-v1.5-sft/grpo-unlikeliness/lean-workbook.yaml", True, 2),
-    ("recipes/deepseek-prover-v1.5-sft/grpo/lean-workbook.yaml", False, 1),
-])
+@pytest.mark.parametrize(
+    "recipe, unlikeliness, epochs",
+    [
+        # rank_penalty 0.25, ppo_epochs 2; and plain GRPO in 1 epoch
+        ("recipes/deepseek-prover-v1.5-sft/grpo-unlikeliness/lean-workbook.yaml", True, 2),
+        ("recipes/deepseek-prover-v1.5-sft/grpo/lean-workbook.yaml", False, 1),
+    ],
+)
 def test_lean_recipes_resolve_to_the_reference_settings(recipe, unlikeliness, epochs, capsys, monkeypatch):
     """`python -m prover.train --config <recipe> --print_config` (bf16 off: transformers refuses it without a GPU)."""
     import yaml

@@ -25,9 +25,6 @@ from prover.verifier.service.config import ServiceConfig  # noqa: E402
 from prover.verifier.service.server import ServiceThread  # noqa: E402
 
 
-
-
-
 def test_a_batch_larger_than_the_service_takes_is_split_in_order():
     proofs = [f"  linarith -- split {i}" + (" double:error" if i % 4 == 0 else "") for i in range(11)]
     with verifier_of("http", config(workers=2), ServiceConfig(max_batch=3)) as remote:
@@ -38,6 +35,7 @@ def test_a_batch_larger_than_the_service_takes_is_split_in_order():
 def test_single_checks_made_together_share_one_request():
     with served(config(workers=2)) as (url, _):
         with RemoteVerifier(VerifierConfig(backend="http", url=url)) as remote:
+
             async def together():  # on the verifier's loop: ten checks in one turn of it
                 return await asyncio.gather(*(remote._check(request(f"  linarith -- together {i}")) for i in range(10)))
 
@@ -89,11 +87,20 @@ def test_a_refused_api_key_fails_when_the_verifier_is_made(monkeypatch):
 def test_verify_cli_checks_a_file_through_the_service(tmp_path, capsys):
     from prover.verify import main
 
-    lines = [{"name": "t", "statement": "theorem t (a b : ℝ) (h : a = b) : b = a := by\n", "proof": f"  linarith -- {d}",
-              "header": "import Mathlib\n"} for d in ("cli", "cli double:error", "cli double:hang")]
+    lines = [
+        {
+            "name": "t",
+            "statement": "theorem t (a b : ℝ) (h : a = b) : b = a := by\n",
+            "proof": f"  linarith -- {d}",
+            "header": "import Mathlib\n",
+        }
+        for d in ("cli", "cli double:error", "cli double:hang")
+    ]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     with served(config(workers=2, timeout=1.0)) as (url, _):
-        code = main([str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"), "--backend", "http", "--url", url])
+        code = main(
+            [str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"), "--backend", "http", "--url", url]
+        )
     out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert code == 0 and [r["status"] for r in out] == ["proved", "rejected", "timeout"]
 
@@ -112,8 +119,10 @@ class ListSampler:
     def generate(self, prompts, params):
         from prover.sampling.base import Completion
 
-        return [[Completion(self.texts[i % len(self.texts)], [1, 2], -1.0, -0.5, "stop") for i in range(params.n)]
-                for _ in prompts]
+        return [
+            [Completion(self.texts[i % len(self.texts)], [1, 2], -1.0, -0.5, "stop") for i in range(params.n)]
+            for _ in prompts
+        ]
 
     def close(self):
         pass
@@ -127,22 +136,42 @@ def test_the_evaluator_runs_end_to_end_through_the_service(tmp_path):
     from prover.tasks.lean import LeanTask
 
     task = LeanTask(TaskConfig(name="lean"))
-    header = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+    header = (
+        "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+    )
     problems = [Problem(f"p{i}", f"theorem p{i} (a b : ℝ) (h : a = b) : b = a := by\n", header) for i in range(3)]
-    texts = ["  linarith -- double:accept\n```", "  linarith -- double:error\n```", "  simp\n",
-             "  sorry\n```", "  nlinarith -- double:exit\n```"]  # the last one crashes the REPL every time
+    texts = [
+        "  linarith -- double:accept\n```",
+        "  linarith -- double:error\n```",
+        "  simp\n",
+        "  sorry\n```",
+        "  nlinarith -- double:exit\n```",
+    ]  # the last one crashes the REPL every time
     with served(config(workers=2, timeout=10)) as (url, _):
         with task.make_verifier(VerifierConfig(backend="http", url=url)) as verifier:
             assert isinstance(verifier, RemoteVerifier)
-            summary = evaluate(task, ListSampler(texts), verifier, problems, samples=5, run_dir=tmp_path,
-                               progress=False, error_retries=0, bootstrap=100)
+            summary = evaluate(
+                task,
+                ListSampler(texts),
+                verifier,
+                problems,
+                samples=5,
+                run_dir=tmp_path,
+                progress=False,
+                error_retries=0,
+                bootstrap=100,
+            )
     by_text = {}
     for line in (tmp_path / RESULTS_FILE).read_text().splitlines():
         r = json.loads(line)
         by_text.setdefault(r["completion"], set()).add((r["status"], r["verdict"]["check"]))
-    assert by_text == {texts[0]: {("proved", "axioms")}, texts[1]: {("rejected", "lean")},
-                       texts[2]: {("rejected", "extract")}, texts[3]: {("rejected", "screen")},
-                       texts[4]: {("error", "infra")}}
+    assert by_text == {
+        texts[0]: {("proved", "axioms")},
+        texts[1]: {("rejected", "lean")},
+        texts[2]: {("rejected", "extract")},
+        texts[3]: {("rejected", "screen")},
+        texts[4]: {("error", "infra")},
+    }
     assert summary.errors == 3 and summary.pass_at_k[1].mean == pytest.approx(1 / 4)
 
 
@@ -151,10 +180,24 @@ def test_evaluate_cli_with_an_unreachable_service_fails_before_sampling(tmp_path
 
     monkeypatch.setattr("prover.sampling.make_sampler", lambda config: pytest.fail("sampler built"))
     data = tmp_path / "problems.jsonl"
-    data.write_text(json.dumps({"name": "p0", "formal_statement": "theorem p0 : 1 = 1 := by\n",
-                                "header": "import Mathlib\n"}) + "\n")
-    argv = ["--model", str(tiny_model_dir), "--task.name", "lean", "--dataset", str(data), "--run_dir",
-            str(tmp_path / "r"), "--verifier.backend", "http", "--verifier.url", f"http://127.0.0.1:9/{uuid.uuid4().hex}"]
+    data.write_text(
+        json.dumps({"name": "p0", "formal_statement": "theorem p0 : 1 = 1 := by\n", "header": "import Mathlib\n"})
+        + "\n"
+    )
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--task.name",
+        "lean",
+        "--dataset",
+        str(data),
+        "--run_dir",
+        str(tmp_path / "r"),
+        "--verifier.backend",
+        "http",
+        "--verifier.url",
+        f"http://127.0.0.1:9/{uuid.uuid4().hex}",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.splitlines()[-1]  # after the data loader's progress bar
     assert err.startswith("error: verifier:") and "cannot reach the verification service" in err
@@ -172,7 +215,6 @@ def test_verifier_settings_reach_the_factory_from_every_entry_point():
         assert (loaded.verifier.backend, loaded.verifier.url) == ("http", "http://10.0.0.5:8000"), cls
 
 
-
 def documented_snippet(name: str) -> str:
     """The python block under ``<!-- snippet: NAME ...-->`` in docs/service.md."""
     text = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
@@ -188,12 +230,21 @@ def test_the_documented_reward_functions_score_through_the_service(monkeypatch):
         monkeypatch.setenv("PROVER_VERIFIER_URL", url)
         verl: dict = {}
         exec(documented_snippet("verl"), verl)
-        scores = verl["compute_score"](data_sources=["lean"] * 4, solution_strs=completions,
-                                       ground_truths=[statement] * 4, extra_infos=[{"header": header}] * 4)
+        scores = verl["compute_score"](
+            data_sources=["lean"] * 4,
+            solution_strs=completions,
+            ground_truths=[statement] * 4,
+            extra_infos=[{"header": header}] * 4,
+        )
         assert scores == [1.0, 0.0, 0.0, 0.0]  # no closing fence: ran out of tokens; a crash scores 0 in veRL
         trl: dict = {}
         exec(documented_snippet("trl"), trl)
         with trl["verifier"]:
-            rewards = trl["proof_reward"](prompts=["p"] * 4, completions=completions, name=["t"] * 4,
-                                          statement=[statement] * 4, header=[header] * 4)
+            rewards = trl["proof_reward"](
+                prompts=["p"] * 4,
+                completions=completions,
+                name=["t"] * 4,
+                statement=[statement] * 4,
+                header=[header] * 4,
+            )
     assert rewards == [1.0, 0.0, 0.0, None]  # TRL leaves a checker error out of the baseline

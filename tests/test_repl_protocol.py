@@ -20,8 +20,9 @@ DOUBLE = str(Path(__file__).with_name("repl_double.py"))
 
 def converse(requests: list[str], *args: str) -> list[dict]:
     """Raw bytes in, the double's framed answers out (no client code involved)."""
-    out = subprocess.run([sys.executable, DOUBLE, *args], input="".join(requests), capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run(
+        [sys.executable, DOUBLE, *args], input="".join(requests), capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.endswith("\n\n")
     chunks = [c for c in out.stdout.split("\n\n") if c.strip()]
@@ -34,15 +35,17 @@ def req(obj: dict) -> str:
 
 
 def test_double_env_numbering_messages_and_axioms():
-    answers = converse([
-        req({"cmd": "import Mathlib"}),
-        req({"cmd": "theorem t : 1 = 1 := by\n  rfl", "env": 0}),
-        req({"cmd": "#print axioms t", "env": 1}),
-        req({"cmd": "theorem u : 1 = 1 := by rfl -- double:no_axioms", "env": 0}),
-        req({"cmd": "#print axioms u", "env": 3}),
-        req({"cmd": "#print axioms t", "env": 3}),  # env 3 came from env 0: it does not know t
-        req({"cmd": "theorem v : 1 = 1 := by rfl", "env": 42}),
-    ])
+    answers = converse(
+        [
+            req({"cmd": "import Mathlib"}),
+            req({"cmd": "theorem t : 1 = 1 := by\n  rfl", "env": 0}),
+            req({"cmd": "#print axioms t", "env": 1}),
+            req({"cmd": "theorem u : 1 = 1 := by rfl -- double:no_axioms", "env": 0}),
+            req({"cmd": "#print axioms u", "env": 3}),
+            req({"cmd": "#print axioms t", "env": 3}),  # env 3 came from env 0: it does not know t
+            req({"cmd": "theorem v : 1 = 1 := by rfl", "env": 42}),
+        ]
+    )
     assert [a.get("env") for a in answers[:6]] == [0, 1, 2, 3, 4, 5]
     assert "messages" not in answers[1] and "sorries" not in answers[1]  # empty lists are left out
     assert parse_axioms(answers[2]) == ["propext", "Classical.choice", "Quot.sound"]
@@ -53,8 +56,11 @@ def test_double_env_numbering_messages_and_axioms():
 
 @pytest.mark.parametrize("quote", ["apostrophe", "backtick"])
 def test_double_sorry_in_both_quotings(quote):
-    answers = converse([req({"cmd": "import Mathlib"}), req({"cmd": "theorem t : 1 = 1 := by sorry", "env": 0})],
-                       "--sorry-quote", quote)
+    answers = converse(
+        [req({"cmd": "import Mathlib"}), req({"cmd": "theorem t : 1 = 1 := by sorry", "env": 0})],
+        "--sorry-quote",
+        quote,
+    )
     warning = answers[1]["messages"][0]
     assert warning["severity"] == "warning" and SORRY_WARNING.search(warning["data"])
     assert ("`sorry`" if quote == "backtick" else "'sorry'") in warning["data"]
@@ -72,21 +78,33 @@ def test_double_reads_multiline_requests_and_dies_on_bad_json():
 
 @pytest.mark.parametrize("version", ["v4.9.0", "main"])
 def test_double_tactic_mode_follows_the_graph(tmp_path, version):
-    graph = {"theorems": {"t": "root"},
-             "states": {"root": {"goals": ["x : ℕ\n⊢ x + 0 = x"], "tactics": {"simp": "done", "omega": "mid",
-                                                                             "ring": {"error": "ring failed"}}},
-                        "mid": {"goals": ["⊢ True"], "tactics": {"trivial": "done"}},
-                        "done": {"goals": []}}}
+    graph = {
+        "theorems": {"t": "root"},
+        "states": {
+            "root": {
+                "goals": ["x : ℕ\n⊢ x + 0 = x"],
+                "tactics": {"simp": "done", "omega": "mid", "ring": {"error": "ring failed"}},
+            },
+            "mid": {"goals": ["⊢ True"], "tactics": {"trivial": "done"}},
+            "done": {"goals": []},
+        },
+    }
     (tmp_path / "g.json").write_text(json.dumps(graph))
-    answers = converse([
-        req({"cmd": "import Mathlib"}),
-        req({"cmd": "theorem t (x : ℕ) : x + 0 = x := by sorry", "env": 0}),
-        req({"tactic": "omega", "proofState": 0}),
-        req({"tactic": "trivial", "proofState": 1}),
-        req({"tactic": "ring", "proofState": 0}),
-        req({"tactic": "blah", "proofState": 0}),
-        req({"tactic": "simp", "proofState": 99}),
-    ], "--graph", str(tmp_path / "g.json"), "--version", version)
+    answers = converse(
+        [
+            req({"cmd": "import Mathlib"}),
+            req({"cmd": "theorem t (x : ℕ) : x + 0 = x := by sorry", "env": 0}),
+            req({"tactic": "omega", "proofState": 0}),
+            req({"tactic": "trivial", "proofState": 1}),
+            req({"tactic": "ring", "proofState": 0}),
+            req({"tactic": "blah", "proofState": 0}),
+            req({"tactic": "simp", "proofState": 99}),
+        ],
+        "--graph",
+        str(tmp_path / "g.json"),
+        "--version",
+        version,
+    )
     sorry = answers[1]["sorries"][0]
     assert sorry["proofState"] == 0 and sorry["goal"] == "x : ℕ\n⊢ x + 0 = x"
     # proofStatus exists from REPL v4.19.0 on (golden/repl/{v4.9.0,main}/proof_step.expected.out)
@@ -136,13 +154,16 @@ def test_client_reads_framed_answers_and_huge_messages():
     run(go())
 
 
-@pytest.mark.parametrize("directive, error, words", [
-    ("hang", ReplTimeout, "no answer"),
-    ("garbage", ReplProtocolError, "unparsable"),
-    ("sigkill", ReplCrashed, "SIGKILL"),
-    ("exit=3", ReplCrashed, "code 3"),
-    ("huge=2000000", ReplProtocolError, "larger than"),
-])
+@pytest.mark.parametrize(
+    "directive, error, words",
+    [
+        ("hang", ReplTimeout, "no answer"),
+        ("garbage", ReplProtocolError, "unparsable"),
+        ("sigkill", ReplCrashed, "SIGKILL"),
+        ("exit=3", ReplCrashed, "code 3"),
+        ("huge=2000000", ReplProtocolError, "larger than"),
+    ],
+)
 def test_client_failures_kill_the_process(directive, error, words):
     async def go():
         repl = ReplProcess([sys.executable, DOUBLE], max_response_bytes=1 << 20)

@@ -20,12 +20,17 @@ PROBLEM = Problem("t", "theorem t (x : ℕ) : x + 0 = x := by\n", HEADER)
 # `exact ?_` closes nothing: Lean shows no goals but the term keeps a metavariable, and the whole
 # script fails in command mode ("(kernel) declaration has metavariables", app_type_mismatch.expected.out).
 MVARS = "exact ?_ /- double:error=(kernel)_declaration_has_metavariables_'t' -/"
-GRAPH = {"theorems": {"t": "root"},
-         "states": {"root": {"goals": ["x : ℕ\n⊢ x + 0 = x"],
-                             "tactics": {"simp": "done", "intro": "mid", "ring": {"error": "ring failed"},
-                                         MVARS: {"mvars": True}}},
-                    "mid": {"goals": ["⊢ True"], "tactics": {"trivial": "done"}},
-                    "done": {"goals": []}}}
+GRAPH = {
+    "theorems": {"t": "root"},
+    "states": {
+        "root": {
+            "goals": ["x : ℕ\n⊢ x + 0 = x"],
+            "tactics": {"simp": "done", "intro": "mid", "ring": {"error": "ring failed"}, MVARS: {"mvars": True}},
+        },
+        "mid": {"goals": ["⊢ True"], "tactics": {"trivial": "done"}},
+        "done": {"goals": []},
+    },
+}
 
 
 @pytest.fixture(params=["v4.9.0", "main"])

@@ -63,6 +63,7 @@ def assert_stop_strings_honoured(outputs, stop, tokenizer):
 
 # --- transformers backend --------------------------------------------------------------------
 
+
 def test_auto_backend_is_hf_without_cuda(hf):
     import torch
 
@@ -131,13 +132,16 @@ def test_hf_greedy_copies_and_raw_logprobs(hf):
         assert sum(raw) == pytest.approx(a.logprob_sum, abs=1e-3)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("n", 0, "n must be >= 1"),
-    ("max_tokens", 0, "max_tokens must be >= 1"),
-    ("temperature", -0.1, "temperature must be >= 0"),
-    ("top_p", 0.0, r"top_p must be in \(0, 1\]"),
-    ("stop", [""], "empty string"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n", 0, "n must be >= 1"),
+        ("max_tokens", 0, "max_tokens must be >= 1"),
+        ("temperature", -0.1, "temperature must be >= 0"),
+        ("top_p", 0.0, r"top_p must be in \(0, 1\]"),
+        ("stop", [""], "empty string"),
+    ],
+)
 def test_bad_params_are_rejected(field, value, message):
     with pytest.raises(ValueError, match=message):
         check_params(SamplingParams(**{field: value}))
@@ -160,6 +164,7 @@ def test_prompt_that_starts_with_bos_gets_no_second_one(hf):
 
 
 # --- vLLM backend, one engine for the module -------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def vllm_sampler(tiny_model_dir):

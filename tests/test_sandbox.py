@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from processes import DOUBLE, needs, portable_python, session, tagged, wait_until
+
 from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig
 from prover.verifier import sandbox as sandbox_mod
 
@@ -27,8 +27,9 @@ STATEMENT = "theorem t (a b : ℝ) (h : a = b) : b = a := by\n"
 
 def config(kind: str, tag: str = "", python: str | None = None, **kw) -> VerifierConfig:
     command = [python or sys.executable, DOUBLE] + (["--tag", tag] if tag else [])
-    return VerifierConfig(repl_command=command, sandbox=kind, **{"workers": 1, "timeout": 10.0, "start_timeout": 20.0,
-                                                                 **kw})
+    return VerifierConfig(
+        repl_command=command, sandbox=kind, **{"workers": 1, "timeout": 10.0, "start_timeout": 20.0, **kw}
+    )
 
 
 def request(proof: str) -> ProofRequest:
@@ -58,6 +59,7 @@ def outside():
 
 # ---------------------------------------------------------------------------------------- item 1
 
+
 @pytest.mark.parametrize("kind", sandbox_mod.SANDBOXES)
 def test_a_repl_that_kills_itself_is_never_proved(kind):
     """Under unshare the REPL used to be process 1 of its pid namespace, which ignores its own SIGKILL."""
@@ -68,6 +70,7 @@ def test_a_repl_that_kills_itself_is_never_proved(kind):
 
 
 # ---------------------------------------------------------------------------------------- item 3
+
 
 def test_bwrap_binds_only_what_the_repl_needs(outside):
     needs("bwrap")
@@ -93,8 +96,9 @@ def test_workers_run_under_a_uid_of_their_own(kind, outside):
         pytest.skip("no interpreter here that other users may run: without bwrap the worker stays root")
     with LeanPool(config(kind, python=python)) as pool:
         assert pool.stats()["sandbox"]["worker_user"] == "own uid"
-        verdict = check(pool, f"  linarith -- double:read=/proc/self/status double:write={outside}/x "
-                              f"double:read={private}")
+        verdict = check(
+            pool, f"  linarith -- double:read=/proc/self/status double:write={outside}/x double:read={private}"
+        )
     status = texts(verdict)[0]
     uid = int(re.search(r"Uid:\s+(\d+)", status).group(1))
     assert uid >= sandbox_mod.UID_BASE, status
@@ -120,6 +124,7 @@ def test_a_worker_stays_root_when_what_it_runs_is_private(tmp_path, caplog):
 
 # ---------------------------------------------------------------------------------------- item 4
 
+
 @pytest.mark.parametrize("kind", sandbox_mod.SANDBOXES)
 def test_max_processes_stops_a_fork_bomb(kind):
     needs(kind)
@@ -134,6 +139,7 @@ def test_max_processes_stops_a_fork_bomb(kind):
 
 
 # ---------------------------------------------------------------------------------------- item 6
+
 
 @pytest.mark.parametrize("kind", sandbox_mod.SANDBOXES)
 def test_close_ends_a_daemon(kind):
@@ -151,6 +157,7 @@ def test_close_ends_a_daemon(kind):
 
 
 # ---------------------------------------------------------------------------------------- item 7
+
 
 def test_tmpfs_is_bounded():
     needs("bwrap")
@@ -183,6 +190,7 @@ def test_a_check_that_wrote_to_tmpfs_gets_a_fresh_worker():
 
 # ---------------------------------------------------------------------------------------- item 8
 
+
 def test_auto_warns_when_it_falls_back(monkeypatch, caplog):
     monkeypatch.setattr(sandbox_mod, "bwrap_works", lambda: False)
     sandbox_mod._warn_once.cache_clear()
@@ -207,6 +215,7 @@ def test_every_run_directory_records_the_sandbox(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- paths (issue 14)
+
 
 def test_a_repl_command_under_tmp_is_bound(tmp_path):
     """bwrap mounts a fresh /tmp: a repl_command (or a project, a clone of this repository) under /tmp
@@ -242,6 +251,7 @@ def test_the_lean_project_and_toolchain_under_tmp_are_bound(tmp_path, monkeypatc
     monkeypatch.setattr(lean_project, "lean_env", lambda project: env)
     cfg = VerifierConfig(lean_project=str(project), sandbox="bwrap", workers=1, start_timeout=20)
     with LeanPool(cfg) as pool:
-        verdict = check(pool, f"  linarith -- double:read={build}/Mathlib.olean "
-                              f"double:read={toolchain}/lib/lean/Init.olean")
+        verdict = check(
+            pool, f"  linarith -- double:read={build}/Mathlib.olean double:read={toolchain}/lib/lean/Init.olean"
+        )
     assert verdict.proved and all(": ok: olean" in t for t in texts(verdict)), texts(verdict)

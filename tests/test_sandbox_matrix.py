@@ -17,8 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from processes import DOUBLE, needs, portable_python, tagged, wait_until
+
 from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "verifier.md"
@@ -64,8 +64,9 @@ def pool_for(kind: str, outside: Path, tag: str, **kw) -> LeanPool:
 
 
 def check(pool: LeanPool, directives: str):
-    return pool.check_batch([ProofRequest("theorem t : 1 = 1 := by\n", f"  rfl -- {directives}", "import Mathlib",
-                                          "t")])[0]
+    return pool.check_batch(
+        [ProofRequest("theorem t : 1 = 1 := by\n", f"  rfl -- {directives}", "import Mathlib", "t")]
+    )[0]
 
 
 def said(verdict, prefix: str) -> str:
@@ -112,8 +113,12 @@ def test_what_each_sandbox_blocks(name, kind, outside):
     try:
         policy = pool.stats()["sandbox"]
         cell = MATRIX[name][KINDS.index(kind)]
-        expected = {"blocked": True, "open": False, "own uid": policy["worker_user"] == "own uid",
-                    "limit": not policy["process_limit"].startswith("not enforced")}[cell]
+        expected = {
+            "blocked": True,
+            "open": False,
+            "own uid": policy["worker_user"] == "own uid",
+            "limit": not policy["process_limit"].startswith("not enforced"),
+        }[cell]
         assert attempt(name, pool, outside, tag) is expected, (cell, policy)
     finally:
         pool.close()

@@ -35,10 +35,10 @@ CHEATS = [
     ("  simp\n#print axioms foo", "#print"),
     ("  simp\n#eval IO.println 1", "#eval"),
     ("  simp\n#exit", "#exit"),
-    ("  simp\nelab \"#print\" \"axioms\" _x:ident : command => pure ()", "elab"),
-    ("  simp\nmacro \"cheat\" : tactic => `(tactic| sorry)", "macro"),
-    ("  simp\nsyntax \"cheat\" : tactic", "syntax"),
-    ("  simp\nnotation \"ok\" => sorry", "notation"),
+    ('  simp\nelab "#print" "axioms" _x:ident : command => pure ()', "elab"),
+    ('  simp\nmacro "cheat" : tactic => `(tactic| sorry)', "macro"),
+    ('  simp\nsyntax "cheat" : tactic', "syntax"),
+    ('  simp\nnotation "ok" => sorry', "notation"),
     ("  simp\nattribute [simp] foo", "attribute"),
     ("  simp\nopen Foo in\ntheorem x : True := trivial", "theorem"),
     ("  simp\nopen Classical", "open"),
@@ -52,7 +52,7 @@ CHEATS = [
     ("  exact by_elab do Lean.Meta.mkSorry (← Lean.Elab.Term.getExpectedType) false", "by_elab"),
     ("  open Lean in exact mkIdent default", "meta"),
     ("  simp\nrun_cmd Lean.modifyEnv id", "run_cmd"),
-    ("  exact (\"sorryAx\" : String).length", "string literal"),
+    ('  exact ("sorryAx" : String).length', "string literal"),
     ("  exact `sorryAx", "name literal"),
     ("  exact 'a'", "character literal"),
     ("  simp /- never closed", "unterminated block comment"),
@@ -80,7 +80,7 @@ CHEATS = [
     ("  slim_check", "slim_check"),
     ("  plausible", "plausible"),
     ("  bv_decide", "bv_decide"),
-    ("  bv_check \"proof.lrat\"", "bv_check"),
+    ('  bv_check "proof.lrat"', "bv_check"),
     ("  decide (config := {native := true})", "native"),
 ]
 
@@ -181,7 +181,10 @@ def test_tokenizer_follows_lean_identifiers():
 
 def test_theorem_name_from_trusted_statement():
     # anchored at the root: `#print axioms` must not also resolve `Nat.mathd_algebra_478` under `open Nat`
-    assert theorem_name("/-- doc: theorem fake -/\ntheorem mathd_algebra_478 (b : ℝ) : b = b := by\n") == "_root_.mathd_algebra_478"
+    assert (
+        theorem_name("/-- doc: theorem fake -/\ntheorem mathd_algebra_478 (b : ℝ) : b = b := by\n")
+        == "_root_.mathd_algebra_478"
+    )
     assert theorem_name("-- lemma no\nlemma «odd name» : True := by") == "_root_.«odd name»"
     assert theorem_name("example : True := by") is None
 

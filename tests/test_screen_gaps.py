@@ -36,8 +36,15 @@ def pools():
 
     def get(allow_native: bool) -> LeanPool:
         if allow_native not in made:
-            made[allow_native] = LeanPool(VerifierConfig(repl_command=[sys.executable, DOUBLE], sandbox="none",
-                                                         workers=1, timeout=30, allow_native=allow_native))
+            made[allow_native] = LeanPool(
+                VerifierConfig(
+                    repl_command=[sys.executable, DOUBLE],
+                    sandbox="none",
+                    workers=1,
+                    timeout=30,
+                    allow_native=allow_native,
+                )
+            )
         return made[allow_native]
 
     yield get

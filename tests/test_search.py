@@ -40,8 +40,18 @@ class PropertyVerifier(Verifier):
         if self.must_contain in request.proof and ": False :=" not in request.statement:
             return Verdict(Status.PROVED, check="exact")
         line = (request.header + request.statement).count("\n") + 1
-        return Verdict(Status.REJECTED, reason=f"no {self.must_contain!r} in the proof", check="exact",
-                       messages=[{"severity": "error", "pos": {"line": line, "column": 0}, "data": f"missing {self.must_contain!r}\nmore"}])
+        return Verdict(
+            Status.REJECTED,
+            reason=f"no {self.must_contain!r} in the proof",
+            check="exact",
+            messages=[
+                {
+                    "severity": "error",
+                    "pos": {"line": line, "column": 0},
+                    "data": f"missing {self.must_contain!r}\nmore",
+                }
+            ],
+        )
 
 
 class PropertyTask(Task):
@@ -55,7 +65,10 @@ class PropertyTask(Task):
         self.verifier: PropertyVerifier | None = None
 
     def load_problems(self, dataset=None):
-        return [Problem("easy_one", "theorem easy_one : True := by\n", HEADER), Problem("false_one", "theorem false_one : False := by\n", HEADER)]
+        return [
+            Problem("easy_one", "theorem easy_one : True := by\n", HEADER),
+            Problem("false_one", "theorem false_one : False := by\n", HEADER),
+        ]
 
     def build_prompt(self, problem):
         return problem.header + problem.statement
@@ -107,14 +120,31 @@ def property_task(monkeypatch):
 
 
 def cli_args(model, *extra):
-    return ["--task", "property", "--model", str(model), "--sampler.backend", "hf", "--sampler.device", "cpu",
-            "--max_tokens", "16", "--round_size", "8", *extra]
+    return [
+        "--task",
+        "property",
+        "--model",
+        str(model),
+        "--sampler.backend",
+        "hf",
+        "--sampler.device",
+        "cpu",
+        "--max_tokens",
+        "16",
+        "--round_size",
+        "8",
+        *extra,
+    ]
 
 
 def test_cli_prints_a_proof_the_verifier_accepts(property_task, tiny_model_dir, capsys):
     from prover.search.cli import main
 
-    rc = main(cli_args(tiny_model_dir, "--theorem", "theorem t (x : ℕ) (h : 2 * x = 4) : x = 2 := by", "--budget", "64", "--json"))
+    rc = main(
+        cli_args(
+            tiny_model_dir, "--theorem", "theorem t (x : ℕ) (h : 2 * x = 4) : x = 2 := by", "--budget", "64", "--json"
+        )
+    )
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["outcome"] == "proved"
     assert "a" in out["proof"] and out["verdict"]["status"] == "proved"
@@ -156,8 +186,23 @@ def test_synthetic_task(tiny_model_dir, capsys):
     model proves nothing there: every completion lacks the closing `qed`)."""
     from prover.search.cli import main
 
-    args = ["--task", "synthetic", "--model", str(tiny_model_dir), "--sampler.backend", "hf", "--sampler.device", "cpu",
-            "--max_tokens", "8", "--budget", "8", "--round_size", "4", "--json"]
+    args = [
+        "--task",
+        "synthetic",
+        "--model",
+        str(tiny_model_dir),
+        "--sampler.backend",
+        "hf",
+        "--sampler.device",
+        "cpu",
+        "--max_tokens",
+        "8",
+        "--budget",
+        "8",
+        "--round_size",
+        "4",
+        "--json",
+    ]
     assert main([*args, "--theorem", "start 3 goal 12 steps 4"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["outcome"] == "exhausted" and out["samples"] == 8 and out["malformed"] + out["verified"] == 8
@@ -172,15 +217,19 @@ def test_synthetic_task(tiny_model_dir, capsys):
         (["--theorem", "  "], "empty"),
         (["--name", "esay_one"], "did you mean easy_one"),  # a typo in a dataset name
         (["--file", "/nonexistent/stmt.lean"], "does not exist"),
-        (["--theorem", "theorem t : True := by", "--model", "/nonexistent/model"],
-         "bad input: model directory /nonexistent/model does not exist"),
+        (
+            ["--theorem", "theorem t : True := by", "--model", "/nonexistent/model"],
+            "bad input: model directory /nonexistent/model does not exist",
+        ),
     ],
 )
 def test_bad_input_is_reported_before_any_sampling(property_task, tiny_model_dir, capsys, monkeypatch, extra, message):
     import prover.sampling
     from prover.search.cli import main
 
-    monkeypatch.setattr(prover.sampling, "make_sampler", lambda config: pytest.fail("the model was loaded for bad input"))
+    monkeypatch.setattr(
+        prover.sampling, "make_sampler", lambda config: pytest.fail("the model was loaded for bad input")
+    )
     rc = main(cli_args(tiny_model_dir, *extra))
     err = capsys.readouterr().err
     assert rc == 2 and message in " ".join(err.split())
@@ -188,8 +237,17 @@ def test_bad_input_is_reported_before_any_sampling(property_task, tiny_model_dir
 
 def test_a_bad_model_path_is_one_line_before_loading():
     """It used to end in three chained tracebacks from the model load."""
-    argv = [sys.executable, "-m", "prover.search", "--task", "synthetic", "--model", "/nonexistent/model",
-            "--theorem", "start 5 goal 40 steps 6"]
+    argv = [
+        sys.executable,
+        "-m",
+        "prover.search",
+        "--task",
+        "synthetic",
+        "--model",
+        "/nonexistent/model",
+        "--theorem",
+        "start 5 goal 40 steps 6",
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2
     assert out.stderr == "bad input: model directory /nonexistent/model does not exist\n" and out.stdout == ""
@@ -321,7 +379,10 @@ def lean_error(line, column, data="unknown identifier 'foo'"):
         # `unsolved goals` sits on the statement's `by`: every tactic ran, the whole proof is kept
         ([lean_error(4, 46, "unsolved goals\nx : ℕ")], PROOF),
         # warnings do not cut
-        ([{"severity": "warning", "pos": {"line": 5, "column": 2}, "data": "unused"}, lean_error(7, 2)], PROOF[: PROOF.index("simp")]),
+        (
+            [{"severity": "warning", "pos": {"line": 5, "column": 2}, "data": "unused"}, lean_error(7, 2)],
+            PROOF[: PROOF.index("simp")],
+        ),
         # no located error (a timeout, a screen rejection): nothing to resume from
         ([], None),
     ],
@@ -333,8 +394,10 @@ def test_resume_prefix_is_the_text_before_the_first_error(messages, prefix):
 
 def test_positions_count_lines_from_the_header():
     text = HEADER + STATEMENT + PROOF
-    assert text[position_to_offset(text, 6, 17):].startswith("foo]")
-    assert first_error_offset(PROOF, [lean_error(6, 17)], HEADER.rstrip("\n"), STATEMENT) == PROOF.index("foo")  # header without its newline
+    assert text[position_to_offset(text, 6, 17) :].startswith("foo]")
+    assert first_error_offset(PROOF, [lean_error(6, 17)], HEADER.rstrip("\n"), STATEMENT) == PROOF.index(
+        "foo"
+    )  # header without its newline
     # a statement and a proof with no whitespace between them are checked on separate lines
     assert first_error_offset("simp", [lean_error(5, 0)], HEADER, STATEMENT.rstrip()) == 0
     with pytest.raises(ValueError, match="line 99"):
@@ -382,7 +445,9 @@ def test_lean_task_and_pool_end_to_end(tmp_path):
     sampler = ScriptedSampler(["  sorry\n```", "  nlinarith [h]\n```\nrest", "  omega\n```"])
     with SearchSession(config, sampler=sampler) as session:
         with pytest.raises(StatementError, match="unknown identifier"):
-            session.check_statement(session.problem_from_text("theorem t /- double:error=unknown_identifier -/ : 1 = 1 := by"))
+            session.check_statement(
+                session.problem_from_text("theorem t /- double:error=unknown_identifier -/ : 1 = 1 := by")
+            )
         problem = session.problem_from_text("theorem t (x : ℕ) (h : 2 * x = 4) : x = 2 := by")
         session.check_statement(problem)
         result = session.search(problem)

@@ -23,12 +23,33 @@ PROMPT = "theorem> "
 
 @pytest.fixture
 def session(tiny_model_dir, tmp_path):
-    args = ["-c", DRIVER, "--task", "property", "--model", str(tiny_model_dir), "--sampler.backend", "hf",
-            "--sampler.device", "cpu", "--max_tokens", "16", "--round_size", "4", "--budget", "64",
-            "--history_file", str(tmp_path / "history"), "--log-level", "WARNING"]
+    args = [
+        "-c",
+        DRIVER,
+        "--task",
+        "property",
+        "--model",
+        str(tiny_model_dir),
+        "--sampler.backend",
+        "hf",
+        "--sampler.device",
+        "cpu",
+        "--max_tokens",
+        "16",
+        "--round_size",
+        "4",
+        "--budget",
+        "64",
+        "--history_file",
+        str(tmp_path / "history"),
+        "--log-level",
+        "WARNING",
+    ]
     env = {**os.environ, "TERM": "xterm", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     # codec_errors: Ctrl-C makes the terminal drop queued output, which can cut a character in two.
-    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", codec_errors="replace", dimensions=(50, 160), timeout=60)
+    child = pexpect.spawn(
+        sys.executable, args, env=env, encoding="utf-8", codec_errors="replace", dimensions=(50, 160), timeout=60
+    )
     yield child
     if child.isalive():
         child.terminate(force=True)

@@ -19,14 +19,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_selftest_runs_every_section_and_writes_golden_files(tmp_path):
-    graph = {"theorems": {"selftest_tactics": "root"},
-             "states": {"root": {"goals": ["x : ℕ\nh : x + 1 = 3\n⊢ x = 2"],
-                                 "tactics": {"omega": "done", "exact selftest_no_such_lemma": {"error": "unknown identifier"},
-                                             "exact h": {"error": "type mismatch"}}},
-                        "done": {"goals": []}}}
+    graph = {
+        "theorems": {"selftest_tactics": "root"},
+        "states": {
+            "root": {
+                "goals": ["x : ℕ\nh : x + 1 = 3\n⊢ x = 2"],
+                "tactics": {
+                    "omega": "done",
+                    "exact selftest_no_such_lemma": {"error": "unknown identifier"},
+                    "exact h": {"error": "type mismatch"},
+                },
+            },
+            "done": {"goals": []},
+        },
+    }
     (tmp_path / "graph.json").write_text(json.dumps(graph))
-    config = VerifierConfig(repl_command=[sys.executable, DOUBLE, "--version", "v4.9.0", "--graph", str(tmp_path / "graph.json")],
-                            sandbox="none", workers=1, timeout=30, start_timeout=30)
+    config = VerifierConfig(
+        repl_command=[sys.executable, DOUBLE, "--version", "v4.9.0", "--graph", str(tmp_path / "graph.json")],
+        sandbox="none",
+        workers=1,
+        timeout=30,
+        start_timeout=30,
+    )
     out = io.StringIO()
     code = run_selftest(config, tmp_path / "answers", stream=out)
     text = out.getvalue()
@@ -43,14 +57,23 @@ def test_selftest_runs_every_section_and_writes_golden_files(tmp_path):
         requests, answers = [json.loads(r) for r in requests if r], [json.loads(a) for a in answers if a.strip()]
         assert len(requests) == len(answers) >= 5
     tactics = [json.loads(r) for r in (tmp_path / "answers/selftest_tactics.in").read_text().split("\n\n") if r]
-    assert any(r.get("cmd", "").startswith(TACTIC_STATEMENT) and "omega" in r["cmd"] for r in tactics)  # the script check
+    assert any(
+        r.get("cmd", "").startswith(TACTIC_STATEMENT) and "omega" in r["cmd"] for r in tactics
+    )  # the script check
 
 
 def test_selftest_without_lean_is_a_one_line_error(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "prover.verify", "--selftest", str(tmp_path / "x")], capture_output=True,
-                         text=True, timeout=120, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "prover.verify", "--selftest", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "no Lean project" in out.stderr
-    missing = subprocess.run([sys.executable, "-m", "prover.verify"], capture_output=True, text=True, timeout=120,
-                             env=env, cwd=tmp_path)
+    missing = subprocess.run(
+        [sys.executable, "-m", "prover.verify"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
+    )
     assert missing.returncode == 2 and "--selftest" in missing.stderr

@@ -21,7 +21,8 @@ httpx = pytest.importorskip("httpx", reason="the service tests need the service 
 pytest.importorskip("fastapi", reason="the service tests need the service extra: pip install -e .[service]")
 
 from processes import tagged, wait_until  # noqa: E402
-from prover.verifier import LeanPool, ProofRequest, Status, VerifierConfig  # noqa: E402
+
+from prover.verifier import LeanPool, ProofRequest, VerifierConfig  # noqa: E402
 from prover.verifier.service.app import create_app  # noqa: E402
 from prover.verifier.service.config import ServiceConfig  # noqa: E402
 from prover.verifier.service.server import ServiceThread  # noqa: E402
@@ -74,8 +75,15 @@ def service():
 
 
 def test_v1_verify_answers_what_check_batch_gives(service):
-    tactics = ["  linarith", "  linarith -- double:error", "  sorry", "  linarith -- double:silent_sorry",
-               "  linarith -- double:axiom=Fake", "  linarith -- double:hang", "  linarith -- double:exit"]
+    tactics = [
+        "  linarith",
+        "  linarith -- double:error",
+        "  sorry",
+        "  linarith -- double:silent_sorry",
+        "  linarith -- double:axiom=Fake",
+        "  linarith -- double:hang",
+        "  linarith -- double:exit",
+    ]
     tactics = [f"{t} -- v1 {uuid.uuid4().hex}" for t in tactics]
     answer = service.client.post("/v1/verify", json={"requests": [proof(t) for t in tactics]})
     assert answer.status_code == 200
@@ -84,7 +92,15 @@ def test_v1_verify_answers_what_check_batch_gives(service):
     assert len(remote) == len(tactics)
     for r, v in zip(remote, local):  # the same verdict (the local one may come from the cache now)
         assert (r["status"], r["check"], r["reason"], r["messages"]) == (v.status.value, v.check, v.reason, v.messages)
-    assert [r["status"] for r in remote] == ["proved", "rejected", "rejected", "rejected", "rejected", "timeout", "error"]
+    assert [r["status"] for r in remote] == [
+        "proved",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "timeout",
+        "error",
+    ]
 
 
 def test_the_verdict_cache_is_shared_across_requests(service):
@@ -104,7 +120,9 @@ def test_kimina_routes_answer_in_input_order(service):
     results = service.client.post("/api/check/", json={"snippets": snippets, "timeout": 20}).json()["results"]
     assert [r["id"] for r in results] == [s["id"] for s in snippets]
     assert [r["verdict"]["status"] for r in results] == ["proved", "rejected"] * 3
-    codes = [{"custom_id": i, "proof": s["code"]} for i, s in enumerate(snippets[:2])] + [{"custom_id": "c", "code": snippets[2]["code"]}]
+    codes = [{"custom_id": i, "proof": s["code"]} for i, s in enumerate(snippets[:2])] + [
+        {"custom_id": "c", "code": snippets[2]["code"]}
+    ]
     for route in ("/verify", "/one_pass_verify_batch"):
         backward = service.client.post(route, json={"codes": codes}).json()["results"]
         assert [r["custom_id"] for r in backward] == ["0", "1", "c"]
@@ -127,18 +145,74 @@ BAD_INPUT = [
     ("no snippets field", "/api/check", b'{"timeout": 5}', {}, 422, "snippets"),
     ("a snippet without code", "/api/check", b'{"snippets": [{"id": "a"}]}', {}, 422, "code"),
     ("an id that is not a string", "/api/check", b'{"snippets": [{"id": 1, "code": "x"}]}', {}, 422, "id"),
-    ("two snippets with one id", "/api/check", json.dumps({"snippets": [snippet("a", "  rfl")] * 2}).encode(), {}, 422, "unique"),
+    (
+        "two snippets with one id",
+        "/api/check",
+        json.dumps({"snippets": [snippet("a", "  rfl")] * 2}).encode(),
+        {},
+        422,
+        "unique",
+    ),
     ("no snippets at all", "/api/check", b'{"snippets": []}', {}, 422, "non empty"),
-    ("an info tree", "/api/check", json.dumps({"snippets": [snippet("a", "  rfl")], "infotree": "full"}).encode(), {}, 422, "infotree"),
+    (
+        "an info tree",
+        "/api/check",
+        json.dumps({"snippets": [snippet("a", "  rfl")], "infotree": "full"}).encode(),
+        {},
+        422,
+        "infotree",
+    ),
     ("a code with neither proof nor code", "/verify", b'{"codes": [{"custom_id": 1}]}', {}, 422, "neither"),
-    ("an unknown field in our endpoint", "/v1/verify", json.dumps({"requests": [{**proof("  rfl"), "stmt": "x"}]}).encode(), {}, 422, "stmt"),
-    ("a request without a proof", "/v1/verify", json.dumps({"requests": [{"statement": STATEMENT}]}).encode(), {}, 422, "proof"),
-    ("too many snippets", "/api/check", json.dumps({"snippets": [snippet(f"s{i}", "  rfl") for i in range(9)]}).encode(), {}, 413, "max_batch"),
-    ("a snippet too long", "/api/check", json.dumps({"snippets": [snippet("long", "  rfl" + " " * 5000)]}).encode(), {}, 413, "'long'"),
+    (
+        "an unknown field in our endpoint",
+        "/v1/verify",
+        json.dumps({"requests": [{**proof("  rfl"), "stmt": "x"}]}).encode(),
+        {},
+        422,
+        "stmt",
+    ),
+    (
+        "a request without a proof",
+        "/v1/verify",
+        json.dumps({"requests": [{"statement": STATEMENT}]}).encode(),
+        {},
+        422,
+        "proof",
+    ),
+    (
+        "too many snippets",
+        "/api/check",
+        json.dumps({"snippets": [snippet(f"s{i}", "  rfl") for i in range(9)]}).encode(),
+        {},
+        413,
+        "max_batch",
+    ),
+    (
+        "a snippet too long",
+        "/api/check",
+        json.dumps({"snippets": [snippet("long", "  rfl" + " " * 5000)]}).encode(),
+        {},
+        413,
+        "'long'",
+    ),
     ("too many proofs", "/v1/verify", json.dumps({"requests": [proof("  rfl")] * 9}).encode(), {}, 413, "max_batch"),
     ("a body over the limit", "/api/check", b"x" * (1 << 20 | 1), {}, 413, "max_body_mb"),
-    ("no API key", "/api/check", json.dumps({"snippets": [snippet("a", "  rfl")]}).encode(), {"Authorization": ""}, 401, "API key"),
-    ("a wrong API key", "/v1/verify", json.dumps({"requests": [proof("  rfl")]}).encode(), {"Authorization": "Bearer nope"}, 401, "API key"),
+    (
+        "no API key",
+        "/api/check",
+        json.dumps({"snippets": [snippet("a", "  rfl")]}).encode(),
+        {"Authorization": ""},
+        401,
+        "API key",
+    ),
+    (
+        "a wrong API key",
+        "/v1/verify",
+        json.dumps({"requests": [proof("  rfl")]}).encode(),
+        {"Authorization": "Bearer nope"},
+        401,
+        "API key",
+    ),
     ("malformed JSON without a key", "/api/check", b"{", {"Authorization": "Bearer nope"}, 401, "API key"),
     ("metrics without a key", "/metrics", b"", {"Authorization": ""}, 401, "API key"),
 ]
@@ -158,8 +232,12 @@ def test_bad_input_gets_its_status_code_and_disturbs_nothing(service, what, path
 
 
 def test_a_chunked_body_over_the_limit_is_cut_off(service):
-    answer = httpx.post(service.url + "/api/check", content=_chunks(1 << 20), timeout=30,
-                        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    answer = httpx.post(
+        service.url + "/api/check",
+        content=_chunks(1 << 20),
+        timeout=30,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
     assert answer.status_code == 413 and "max_body_mb" in answer.text
 
 
@@ -172,8 +250,11 @@ def _send_and_leave(url: str, body: bytes, declared: int) -> None:
     """Send a request's headers and ``body`` (of ``declared`` bytes announced), then hang up."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(f"POST /v1/verify HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n".encode() + body)
+        sock.sendall(
+            f"POST /v1/verify HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n".encode()
+            + body
+        )
         time.sleep(0.2)
 
 
@@ -181,7 +262,10 @@ def test_a_caller_that_leaves_mid_body_disturbs_nothing(service):
     left = service.stats()["client_disconnects"]
     _send_and_leave(service.url, b'{"requests": [', 1000)
     assert wait_until(lambda: service.stats()["client_disconnects"] == left + 1, 10)
-    assert service.client.post("/v1/verify", json={"requests": [proof("  linarith -- after a hang-up")]}).status_code == 200
+    assert (
+        service.client.post("/v1/verify", json={"requests": [proof("  linarith -- after a hang-up")]}).status_code
+        == 200
+    )
 
 
 def test_a_caller_that_leaves_mid_check_still_gets_its_proof_cached(service):
@@ -198,8 +282,9 @@ def test_a_caller_that_leaves_mid_check_still_gets_its_proof_cached(service):
 def test_metrics_count_requests_verdicts_and_latency(service):
     tag = uuid.uuid4().hex
     before = service.stats()
-    service.client.post("/v1/verify", json={"requests": [proof(f"  linarith -- {tag}"),
-                                                         proof(f"  linarith -- {tag} double:error")]})
+    service.client.post(
+        "/v1/verify", json={"requests": [proof(f"  linarith -- {tag}"), proof(f"  linarith -- {tag} double:error")]}
+    )
     after = service.stats()
     assert after["verdicts"]["proved"] == before["verdicts"]["proved"] + 1
     assert after["verdicts"]["rejected"] == before["verdicts"].get("rejected", 0) + 1
@@ -229,11 +314,29 @@ def test_a_full_queue_answers_503_with_retry_after_then_takes_the_request():
 
 def serve(tag: str, *extra: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """``python -m prover.verify serve`` on a free port, the REPL double as its Lean; (process, url)."""
-    command = [sys.executable, "-m", "prover.verify", "serve", "--service.port", "0",
-               "--verifier.repl_command", json.dumps([sys.executable, DOUBLE, "--tag", tag]),
-               "--verifier.workers", "2", "--verifier.start_timeout", "20", *extra]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    command = [
+        sys.executable,
+        "-m",
+        "prover.verify",
+        "serve",
+        "--service.port",
+        "0",
+        "--verifier.repl_command",
+        json.dumps([sys.executable, DOUBLE, "--tag", tag]),
+        "--verifier.workers",
+        "2",
+        "--verifier.start_timeout",
+        "20",
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
     line = process.stdout.readline()
     if not line.startswith("serving on "):
         process.kill()
@@ -264,24 +367,47 @@ def test_sigterm_answers_every_accepted_request_then_exits_leaving_no_process():
     assert wait_until(lambda: not tagged(tag), 10), tagged(tag)
 
 
-@pytest.mark.parametrize("args, env, words", [
-    (["--service.nope", "1"], {}, "unknown option --service.nope"),
-    (["--service.max_queue", "4", "--service.max_batch", "8"], {}, "max_queue=4 < max_batch=8"),
-    (["--verifier.backend", "http", "--verifier.url", "http://127.0.0.1:1"], {}, "another one"),
-    (["--service.host", "203.0.113.7"], {}, "cannot listen on 203.0.113.7"),
-])
+@pytest.mark.parametrize(
+    "args, env, words",
+    [
+        (["--service.nope", "1"], {}, "unknown option --service.nope"),
+        (["--service.max_queue", "4", "--service.max_batch", "8"], {}, "max_queue=4 < max_batch=8"),
+        (["--verifier.backend", "http", "--verifier.url", "http://127.0.0.1:1"], {}, "another one"),
+        (["--service.host", "203.0.113.7"], {}, "cannot listen on 203.0.113.7"),
+    ],
+)
 def test_serve_refuses_bad_settings_in_one_line(args, env, words):
-    done = subprocess.run([sys.executable, "-m", "prover.verify", "serve", "--service.port", "0", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    done = subprocess.run(
+        [sys.executable, "-m", "prover.verify", "serve", "--service.port", "0", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
     assert done.returncode == 2 and words in done.stderr, done.stderr
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 
 def test_serve_without_lean_names_the_fix(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PROVER_LEAN_PROJECT"}
-    done = subprocess.run([sys.executable, "-m", "prover.verify", "serve", "--service.port", "0",
-                           "--verifier.lean_project", str(tmp_path / "no_lean")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prover.verify",
+            "serve",
+            "--service.port",
+            "0",
+            "--verifier.lean_project",
+            str(tmp_path / "no_lean"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: verifier:") and "no_lean" in done.stderr
 
 
@@ -290,6 +416,12 @@ def test_serve_on_a_taken_port_says_so():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "prover.verify", "serve", "--service.port", str(port)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(
+            [sys.executable, "-m", "prover.verify", "serve", "--service.port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr

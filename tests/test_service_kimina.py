@@ -37,14 +37,19 @@ KEY = "kimina-key"
 pytestmark = pytest.mark.skipif(
     not KIMINA_PYTHON.is_file(),
     reason=f"needs kimina-client 0.2.1 in a Python >= 3.12 venv at {KIMINA_PYTHON} (bash .ci/run builds it; "
-           f"or: python3.12 -m venv .cache/kimina-client && .cache/kimina-client/bin/pip install kimina-client==0.2.1 "
-           f"pygments; or set PROVER_KIMINA_PYTHON)")
+    f"or: python3.12 -m venv .cache/kimina-client && .cache/kimina-client/bin/pip install kimina-client==0.2.1 "
+    f"pygments; or set PROVER_KIMINA_PYTHON)",
+)
 
-GOEDEL_HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+GOEDEL_HEADER = (
+    "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+)
 
 
 def code(i: int, tactic: str) -> str:
-    return f"{GOEDEL_HEADER}/- problem {i} -/\ntheorem lean_workbook_{i} (a b : ℝ) (h : a = b) : b = a := by\n{tactic}\n"
+    return (
+        f"{GOEDEL_HEADER}/- problem {i} -/\ntheorem lean_workbook_{i} (a b : ℝ) (h : a = b) : b = a := by\n{tactic}\n"
+    )
 
 
 # (tactic or whole file, the status kimina-client's analyze() gives, our verdict's status and check)
@@ -62,16 +67,35 @@ MIX = [
     ("  linarith -- double:garbage", "server_error", "error", "infra"),
     ("import Mathlib\n#check Nat\n", "lean_error", "rejected", "screen"),
     ("import Mathlib\ndef f : ℕ := 1\n", "server_error", "error", "statement"),
-    ("import Mathlib\nlemma aux (x : ℝ) : 0 ≤ x ^ 2 := by positivity -- double:axiom=Fake\n"
-     "theorem uses_aux (x : ℝ) : 0 ≤ x ^ 2 := aux x\n", "lean_error", "rejected", "axioms"),
+    (
+        "import Mathlib\nlemma aux (x : ℝ) : 0 ≤ x ^ 2 := by positivity -- double:axiom=Fake\n"
+        "theorem uses_aux (x : ℝ) : 0 ≤ x ^ 2 := aux x\n",
+        "lean_error",
+        "rejected",
+        "axioms",
+    ),
 ]
 
 
 def drive(url: str, snippets: list[dict], api_key: str | None, **kw) -> dict:
-    job = {"url": url, "api_key": api_key, "snippets": snippets, "batch_size": 3, "max_workers": 4, "timeout": 60,
-           "n_retries": 3, **kw}
-    done = subprocess.run([str(KIMINA_PYTHON), str(DRIVER)], input=json.dumps(job), capture_output=True, text=True,
-                          timeout=600, env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LEAN_SERVER_API_KEY")})
+    job = {
+        "url": url,
+        "api_key": api_key,
+        "snippets": snippets,
+        "batch_size": 3,
+        "max_workers": 4,
+        "timeout": 60,
+        "n_retries": 3,
+        **kw,
+    }
+    done = subprocess.run(
+        [str(KIMINA_PYTHON), str(DRIVER)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LEAN_SERVER_API_KEY")},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 
@@ -88,8 +112,10 @@ def service():
 def test_kimina_client_reads_our_answers_as_analyze_expects(service):
     url, app = service
     tag = uuid.uuid4().hex[:8]  # fresh proofs: nothing from the cache
-    snippets = [{"id": f"{tag}-{i}", "code": text if text.startswith("import") else code(i, f"{text} -- {tag}")}
-                for i, (text, *_) in enumerate(MIX)]
+    snippets = [
+        {"id": f"{tag}-{i}", "code": text if text.startswith("import") else code(i, f"{text} -- {tag}")}
+        for i, (text, *_) in enumerate(MIX)
+    ]
     before = app.state.metrics.snapshot()
     report = drive(url, snippets, KEY)
     assert report["version"] == "0.2.1" and report["python"] >= "3.12"
@@ -106,20 +132,27 @@ def test_kimina_client_reads_our_answers_as_analyze_expects(service):
     requests = Counter({(r["endpoint"], r["status"]): r["count"] for r in app.state.metrics.snapshot()["requests"]})
     old = Counter({(r["endpoint"], r["status"]): r["count"] for r in before["requests"]})
     assert requests[("/api/check", 200)] - old[("/api/check", 200)] == 2 * 5
-    assert sum(n for (e, s), n in requests.items() if e == "/api/check") - sum(
-        n for (e, s), n in old.items() if e == "/api/check") == 10
+    assert (
+        sum(n for (e, s), n in requests.items() if e == "/api/check")
+        - sum(n for (e, s), n in old.items() if e == "/api/check")
+        == 10
+    )
     # the older endpoint, read by the package's own helpers: only honest proofs are valid
     assert [(r["custom_id"], r["is_valid_no_sorry"]) for r in report["verify"]] == [
-        (s["id"], m[1] == "valid") for s, m in zip(snippets[:3], MIX[:3])]
+        (s["id"], m[1] == "valid") for s, m in zip(snippets[:3], MIX[:3])
+    ]
 
 
 def test_our_verdicts_ride_along_in_a_field_the_client_ignores(service):
     url, _ = service
     tag = uuid.uuid4().hex[:8]
-    snippets = [{"id": f"v{i}", "code": text if text.startswith("import") else code(i, f"{text} -- {tag}")}
-                for i, (text, *_) in enumerate(MIX)]
-    answer = httpx.post(url + "/api/check", json={"snippets": snippets}, headers={"Authorization": f"Bearer {KEY}"},
-                        timeout=120).json()
+    snippets = [
+        {"id": f"v{i}", "code": text if text.startswith("import") else code(i, f"{text} -- {tag}")}
+        for i, (text, *_) in enumerate(MIX)
+    ]
+    answer = httpx.post(
+        url + "/api/check", json={"snippets": snippets}, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+    ).json()
     assert [(r["verdict"]["status"], r["verdict"]["check"]) for r in answer["results"]] == [(m[2], m[3]) for m in MIX]
     assert answer["results"][-1]["verdict"]["theorems"] == ["aux", "uses_aux"]
 

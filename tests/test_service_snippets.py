@@ -51,7 +51,10 @@ def test_header_is_the_imports_and_the_body_one_request_per_theorem():
     (request,) = plan.requests
     # options and opens stay in the body: snippets that differ only there share workers
     assert request.statement.startswith("\nset_option maxHeartbeats 400000\n\nopen BigOperators")
-    assert request.statement.endswith(": b = a :=") and request.proof == " by\n  /- a comment with the word theorem in it -/\n  linarith\n"
+    assert (
+        request.statement.endswith(": b = a :=")
+        and request.proof == " by\n  /- a comment with the word theorem in it -/\n  linarith\n"
+    )
     assert request.header + request.statement + request.proof == GOEDEL
 
 
@@ -68,30 +71,44 @@ def test_each_theorem_is_checked_up_to_the_end_of_its_proof():
 
 
 def test_a_doc_comment_stays_with_the_declaration_it_documents():
-    plan = plan_snippet("import Mathlib\ntheorem a : 1 = 1 := by\n  rfl -- done\n/-- b's doc -/\ntheorem b : 2 = 2 := by rfl")
+    plan = plan_snippet(
+        "import Mathlib\ntheorem a : 1 = 1 := by\n  rfl -- done\n/-- b's doc -/\ntheorem b : 2 = 2 := by rfl"
+    )
     assert plan.requests[0].proof == " by\n  rfl -- done\n"
     assert plan.requests[1].statement.endswith("/-- b's doc -/\ntheorem b : 2 = 2 :=")
 
 
-@pytest.mark.parametrize("code, check, reason, mark", [
-    # sorry and its kin, found where they are (the answer's `sorries` entry points there)
-    ("theorem x : 1 = 1 := by\n  sorry", "screen", "uses `sorry` (line 2)", Mark(2, 2, 5)),
-    ("import Mathlib\nlemma x : True := by\n  admit", "screen", "uses `admit` (line 3)", Mark(3, 2, 5)),
-    # commands a proof file has no use for: they can add axioms or change what Lean reports
-    ("import Mathlib\naxiom f : False\ntheorem x : False := f", "screen", "`axiom`", Mark(2, 0, 5)),
-    ("import Mathlib\n#eval 1\ntheorem x : 1 = 1 := rfl", "screen", "command `#eval`", None),
-    ("import Mathlib\nmacro \"t\" : tactic => `(tactic| rfl)\ntheorem x : 1 = 1 := by t", "screen", "", None),
-    ("import Mathlib\n@[implemented_by g] def f := 1\ntheorem x : 1 = 1 := rfl", "screen", "attribute", None),
-    # kernel and compiler trust: in the header too
-    ("import Mathlib\nset_option debug.skipKernelTC true\ntheorem x : 1 = 1 := by rfl", "screen",
-     "`set_option debug.skipKernelTC`", Mark(2, 0, 10)),
-    ("import Mathlib\ntheorem x : 1 = 1 := by native_decide", "screen", "native_decide", Mark(2, 24, 13)),
-    ("theorem x : 1 = 1 := by\n  exact Lean.ofReduceBool", "screen", "ofReduceBool", None),
-    # nothing to check, or nothing the service can split
-    ("import Mathlib\n#check Nat", "screen", "#check", None),
-    ("import Mathlib\ndef f : ℕ := 1", "statement", "declares no `theorem`", None),
-    ("import Mathlib\ntheorem x : 1 = 1\n  | _ => rfl", "snippet", "cannot find the name and the `:=`", Mark(2, 0, 7)),
-])
+@pytest.mark.parametrize(
+    "code, check, reason, mark",
+    [
+        # sorry and its kin, found where they are (the answer's `sorries` entry points there)
+        ("theorem x : 1 = 1 := by\n  sorry", "screen", "uses `sorry` (line 2)", Mark(2, 2, 5)),
+        ("import Mathlib\nlemma x : True := by\n  admit", "screen", "uses `admit` (line 3)", Mark(3, 2, 5)),
+        # commands a proof file has no use for: they can add axioms or change what Lean reports
+        ("import Mathlib\naxiom f : False\ntheorem x : False := f", "screen", "`axiom`", Mark(2, 0, 5)),
+        ("import Mathlib\n#eval 1\ntheorem x : 1 = 1 := rfl", "screen", "command `#eval`", None),
+        ('import Mathlib\nmacro "t" : tactic => `(tactic| rfl)\ntheorem x : 1 = 1 := by t', "screen", "", None),
+        ("import Mathlib\n@[implemented_by g] def f := 1\ntheorem x : 1 = 1 := rfl", "screen", "attribute", None),
+        # kernel and compiler trust: in the header too
+        (
+            "import Mathlib\nset_option debug.skipKernelTC true\ntheorem x : 1 = 1 := by rfl",
+            "screen",
+            "`set_option debug.skipKernelTC`",
+            Mark(2, 0, 10),
+        ),
+        ("import Mathlib\ntheorem x : 1 = 1 := by native_decide", "screen", "native_decide", Mark(2, 24, 13)),
+        ("theorem x : 1 = 1 := by\n  exact Lean.ofReduceBool", "screen", "ofReduceBool", None),
+        # nothing to check, or nothing the service can split
+        ("import Mathlib\n#check Nat", "screen", "#check", None),
+        ("import Mathlib\ndef f : ℕ := 1", "statement", "declares no `theorem`", None),
+        (
+            "import Mathlib\ntheorem x : 1 = 1\n  | _ => rfl",
+            "snippet",
+            "cannot find the name and the `:=`",
+            Mark(2, 0, 7),
+        ),
+    ],
+)
 def test_decided_without_lean(code, check, reason, mark):
     plan = plan_snippet(code)
     assert plan.requests == () and plan.verdict.check == check and reason in plan.verdict.reason
@@ -101,9 +118,11 @@ def test_decided_without_lean(code, check, reason, mark):
 
 
 def test_honest_commands_pass_the_snippet_screen():
-    code = ("import Mathlib\nimport Aesop\nset_option maxHeartbeats 400000\nopen Real\nnamespace Foo\n"
-            "noncomputable def f (x : ℝ) : ℝ := x ^ 2\nvariable (y : ℝ)\n"
-            "theorem f_nonneg (x : ℝ) : 0 ≤ f x := by\n  unfold f\n  positivity\nend Foo\n")
+    code = (
+        "import Mathlib\nimport Aesop\nset_option maxHeartbeats 400000\nopen Real\nnamespace Foo\n"
+        "noncomputable def f (x : ℝ) : ℝ := x ^ 2\nvariable (y : ℝ)\n"
+        "theorem f_nonneg (x : ℝ) : 0 ≤ f x := by\n  unfold f\n  positivity\nend Foo\n"
+    )
     plan = plan_snippet(code)
     assert plan.verdict is None and plan.theorems == ("f_nonneg",)
 
@@ -119,10 +138,16 @@ def test_positions_go_back_into_the_snippet_when_a_newline_was_put_after_colon_e
     code = "import Mathlib\ntheorem x : 1 = 1 :=by\n  simp\n  rfl"
     (request,) = plan_snippet(code).requests
     assert layout(request.header, request.statement, request.proof).command != request.statement + request.proof
-    moved = [{"pos": {"line": 3, "column": 0}, "endPos": {"line": 3, "column": 2}},  # `by`, put on its own line
-             {"pos": {"line": 5, "column": 2}}, {"pos": {"line": 1, "column": 0}}]
-    assert snippet_positions(request, moved) == [{"pos": {"line": 2, "column": 20}, "endPos": {"line": 2, "column": 22}},
-                                                 {"pos": {"line": 4, "column": 2}}, {"pos": {"line": 1, "column": 0}}]
+    moved = [
+        {"pos": {"line": 3, "column": 0}, "endPos": {"line": 3, "column": 2}},  # `by`, put on its own line
+        {"pos": {"line": 5, "column": 2}},
+        {"pos": {"line": 1, "column": 0}},
+    ]
+    assert snippet_positions(request, moved) == [
+        {"pos": {"line": 2, "column": 20}, "endPos": {"line": 2, "column": 22}},
+        {"pos": {"line": 4, "column": 2}},
+        {"pos": {"line": 1, "column": 0}},
+    ]
     assert snippet_positions(plan_snippet(GOEDEL).requests[0], moved) == moved  # nothing inserted: unchanged
 
 
@@ -140,25 +165,40 @@ def kimina_status(result: dict) -> str:
     return "sorry" if response.get("sorries") else "valid"
 
 
-SORRY_WARNING = {"severity": "warning", "pos": {"line": 2, "column": 8}, "endPos": {"line": 2, "column": 9},
-                 "data": "declaration uses 'sorry'"}
-ERROR = {"severity": "error", "pos": {"line": 3, "column": 2}, "endPos": {"line": 3, "column": 6}, "data": "linarith failed"}
+SORRY_WARNING = {
+    "severity": "warning",
+    "pos": {"line": 2, "column": 8},
+    "endPos": {"line": 2, "column": 9},
+    "data": "declaration uses 'sorry'",
+}
+ERROR = {
+    "severity": "error",
+    "pos": {"line": 3, "column": 2},
+    "endPos": {"line": 3, "column": 6},
+    "data": "linarith failed",
+}
 WARNINGS = [{"severity": "warning", "pos": {"line": 3, "column": 0}, "data": f"unused {i}"} for i in range(50)]
 
 
-@pytest.mark.parametrize("verdict, expected", [
-    (Verdict(Status.PROVED, "proved", "axioms"), "valid"),
-    (Verdict(Status.REJECTED, "lean: error at line 3", "lean", [ERROR]), "lean_error"),
-    # Lean's error fell past the 50 messages a verdict keeps: the answer still says error
-    (Verdict(Status.REJECTED, "lean: error at line 3", "lean", WARNINGS), "lean_error"),
-    (Verdict(Status.REJECTED, "sorry: Lean warns that the declaration uses sorry", "sorry", [SORRY_WARNING]), "sorry"),
-    # what Lean itself let through: a hidden sorry, a foreign axiom
-    (Verdict(Status.REJECTED, "axioms: uses sorry (sorryAx): sorryAx", "axioms"), "sorry"),
-    (Verdict(Status.REJECTED, "axioms: depends on axioms outside the allowlist: Fake", "axioms"), "lean_error"),
-    (Verdict(Status.TIMEOUT, "timeout: no verdict within 2 s", "timeout"), "timeout_error"),
-    (Verdict(Status.TIMEOUT, "memory: the check exceeded its memory limit", "memory"), "timeout_error"),
-    (Verdict(Status.ERROR, "infra: worker did not load its header: timed out", "infra"), "server_error"),
-])
+@pytest.mark.parametrize(
+    "verdict, expected",
+    [
+        (Verdict(Status.PROVED, "proved", "axioms"), "valid"),
+        (Verdict(Status.REJECTED, "lean: error at line 3", "lean", [ERROR]), "lean_error"),
+        # Lean's error fell past the 50 messages a verdict keeps: the answer still says error
+        (Verdict(Status.REJECTED, "lean: error at line 3", "lean", WARNINGS), "lean_error"),
+        (
+            Verdict(Status.REJECTED, "sorry: Lean warns that the declaration uses sorry", "sorry", [SORRY_WARNING]),
+            "sorry",
+        ),
+        # what Lean itself let through: a hidden sorry, a foreign axiom
+        (Verdict(Status.REJECTED, "axioms: uses sorry (sorryAx): sorryAx", "axioms"), "sorry"),
+        (Verdict(Status.REJECTED, "axioms: depends on axioms outside the allowlist: Fake", "axioms"), "lean_error"),
+        (Verdict(Status.TIMEOUT, "timeout: no verdict within 2 s", "timeout"), "timeout_error"),
+        (Verdict(Status.TIMEOUT, "memory: the check exceeded its memory limit", "memory"), "timeout_error"),
+        (Verdict(Status.ERROR, "infra: worker did not load its header: timed out", "infra"), "server_error"),
+    ],
+)
 def test_each_verdict_maps_to_the_status_kimina_analyze_gives(verdict, expected):
     plan = plan_snippet("import Mathlib\ntheorem t : 1 = 1 := by\n  linarith")
     result = check_result("s1", plan, [verdict])
@@ -173,12 +213,15 @@ def test_each_verdict_maps_to_the_status_kimina_analyze_gives(verdict, expected)
         assert backward["response"]["time"] == result["time"]
 
 
-@pytest.mark.parametrize("code, expected", [
-    ("theorem x : 1 = 1 := by\n  sorry", "sorry"),
-    ("import Mathlib\naxiom f : False\ntheorem x : False := f", "lean_error"),
-    ("import Mathlib\n#check Nat", "lean_error"),
-    ("import Mathlib\ndef f : ℕ := 1", "server_error"),
-])
+@pytest.mark.parametrize(
+    "code, expected",
+    [
+        ("theorem x : 1 = 1 := by\n  sorry", "sorry"),
+        ("import Mathlib\naxiom f : False\ntheorem x : False := f", "lean_error"),
+        ("import Mathlib\n#check Nat", "lean_error"),
+        ("import Mathlib\ndef f : ℕ := 1", "server_error"),
+    ],
+)
 def test_snippets_decided_without_lean_map_too(code, expected):
     plan = plan_snippet(code)
     assert kimina_status(check_result("x", plan, [])) == expected

@@ -89,8 +89,10 @@ def test_count_proofs_matches_brute_force():
         assert count_proofs(theorem) == {"additive": additive, "multiplicative": multiplicative}
 
 
-@pytest.mark.parametrize("theorem,style", [(Theorem(5, 40, 6), "multiplicative"), (Theorem(5, 17, 6), "additive"),
-                                           (Theorem(5, 17, 6), "multiplicative")])
+@pytest.mark.parametrize(
+    "theorem,style",
+    [(Theorem(5, 40, 6), "multiplicative"), (Theorem(5, 17, 6), "additive"), (Theorem(5, 17, 6), "multiplicative")],
+)
 def test_sampled_proofs_are_correct_and_in_style(theorem, style):
     rng = random.Random(0)
     proofs = {" ".join(sample_proof(theorem, style, rng)) for _ in range(200)}
@@ -108,7 +110,9 @@ def test_generation_reproducible_and_splits_disjoint():
 
     assert names(0, "train") == names(0, "train") and names(0, "test") == names(0, "test")
     assert names(1, "test") != names(0, "test")
-    task = SyntheticTask(TaskConfig(options={"test_size": 40, "train_size": 100, "probe_size": 10, "rare_fraction": 0.25}))
+    task = SyntheticTask(
+        TaskConfig(options={"test_size": 40, "train_size": 100, "probe_size": 10, "rare_fraction": 0.25})
+    )
     train, test, probe = (task.load_problems(d) for d in ("train", "test", "probe"))
     assert (len(train), len(test), len(probe)) == (100, 40, 10)
     assert not {p.statement for p in train} & {p.statement for p in test}
@@ -124,8 +128,12 @@ def test_generation_reproducible_and_splits_disjoint():
 
 
 def test_dataset_exclude_limit_and_unknown_dataset():
-    task = SyntheticTask(TaskConfig(dataset="test", limit=5, options={"test_size": 20, "train_size": 20, "probe_size": 5}))
-    first = SyntheticTask(TaskConfig(options={"test_size": 20, "train_size": 20, "probe_size": 5})).load_problems("test")
+    task = SyntheticTask(
+        TaskConfig(dataset="test", limit=5, options={"test_size": 20, "train_size": 20, "probe_size": 5})
+    )
+    first = SyntheticTask(TaskConfig(options={"test_size": 20, "train_size": 20, "probe_size": 5})).load_problems(
+        "test"
+    )
     assert [p.name for p in task.load_problems()] == [p.name for p in first[:5]]
     task.config.exclude = [first[0].name]
     assert first[0].name not in [p.name for p in task.load_problems()]
@@ -171,8 +179,12 @@ def test_tokenizer_one_token_per_word():
     assert tok("100", add_special_tokens=False).input_ids == [tok.unk_token_id]  # above max_value
 
 
-TINY = {"test_size": 10, "train_size": 10, "probe_size": 2,
-        "base_model": {"examples": 300, "steps": 30, "batch_size": 16, "hidden_size": 32, "layers": 1, "lr": 1e-2}}
+TINY = {
+    "test_size": 10,
+    "train_size": 10,
+    "probe_size": 2,
+    "base_model": {"examples": 300, "steps": 30, "batch_size": 16, "hidden_size": 32, "layers": 1, "lr": 1e-2},
+}
 
 
 def test_base_model_builds_loads_and_is_cached(tmp_path, monkeypatch):
@@ -183,14 +195,16 @@ def test_base_model_builds_loads_and_is_cached(tmp_path, monkeypatch):
 
     path = ensure_base_model(TINY, cache_dir=tmp_path, progress=False)
     info = json.loads((path / "synthetic.json").read_text())
-    assert path.name == cache_key(SyntheticOptions(**{**TINY, "base_model": base_model.BaseModelConfig(**TINY["base_model"])}))
+    assert path.name == cache_key(
+        SyntheticOptions(**{**TINY, "base_model": base_model.BaseModelConfig(**TINY["base_model"])})
+    )
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     assert info["final_loss"] < math.log(len(tok))  # it learned something beyond uniform guessing
     prompt = tok(["start 5 goal 40 steps 6 : "], add_special_tokens=False, return_tensors="pt")
     out = model.generate(**prompt, max_new_tokens=14, do_sample=True)
     assert out.shape[1] > prompt.input_ids.shape[1]
-    assert torch.equal(out[0, :prompt.input_ids.shape[1]], prompt.input_ids[0])
+    assert torch.equal(out[0, : prompt.input_ids.shape[1]], prompt.input_ids[0])
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached model should have been reused")

@@ -24,13 +24,38 @@ def study():
 
 # A 1-layer base model on 600 examples, 2 generation batches per run, 8 test theorems x 4 samples.
 TINY = [
-    "--seeds", "[0]", "--variants", "[grpo, grpo+unlikeliness-2updates]",
-    "--generation_steps", "2", "--theorems_per_step", "2", "--num_generations", "4",
-    "--eval_samples", "4", "--rank_bias_problems", "2", "--rank_bias_samples", "4",
-    "--task.options.test_size", "8", "--task.options.train_size", "16", "--task.options.probe_size", "4",
-    "--task.options.base_model.steps", "30", "--task.options.base_model.examples", "600",
-    "--task.options.base_model.hidden_size", "32", "--task.options.base_model.layers", "1",
-    "--task.options.base_model.batch_size", "16",
+    "--seeds",
+    "[0]",
+    "--variants",
+    "[grpo, grpo+unlikeliness-2updates]",
+    "--generation_steps",
+    "2",
+    "--theorems_per_step",
+    "2",
+    "--num_generations",
+    "4",
+    "--eval_samples",
+    "4",
+    "--rank_bias_problems",
+    "2",
+    "--rank_bias_samples",
+    "4",
+    "--task.options.test_size",
+    "8",
+    "--task.options.train_size",
+    "16",
+    "--task.options.probe_size",
+    "4",
+    "--task.options.base_model.steps",
+    "30",
+    "--task.options.base_model.examples",
+    "600",
+    "--task.options.base_model.hidden_size",
+    "32",
+    "--task.options.base_model.layers",
+    "1",
+    "--task.options.base_model.batch_size",
+    "16",
 ]
 
 
@@ -75,22 +100,44 @@ def test_bad_variant_is_named(study, capsys):
 def _results(base, grpo, unlikely, base_rare, grpo_rare, unlikely_rare, grpo_uplift, unlikely_uplift):
     def entry(first, top, rare, uplift=None):
         cell = lambda m: {"mean": m, "low": m - 0.02, "high": m + 0.02}  # noqa: E731
-        return {"all": {"1": cell(first), "256": cell(top)}, "rare": {"256": cell(rare)},
-                "uplift": {"rates": uplift} if uplift else None}
+        return {
+            "all": {"1": cell(first), "256": cell(top)},
+            "rare": {"256": cell(rare)},
+            "uplift": {"rates": uplift} if uplift else None,
+        }
 
-    return {"ks": [1, 256], "labels": {
-        "base": entry(base[0], base[1], base_rare),
-        "grpo": entry(grpo[0], grpo[1], grpo_rare, grpo_uplift),
-        "grpo+unlikeliness": entry(unlikely[0], unlikely[1], unlikely_rare, unlikely_uplift),
-    }}
+    return {
+        "ks": [1, 256],
+        "labels": {
+            "base": entry(base[0], base[1], base_rare),
+            "grpo": entry(grpo[0], grpo[1], grpo_rare, grpo_uplift),
+            "grpo+unlikeliness": entry(unlikely[0], unlikely[1], unlikely_rare, unlikely_uplift),
+        },
+    }
 
 
 def test_pattern_checks_follow_the_numbers(study):
-    paper = _results(base=(0.6, 0.9), grpo=(0.8, 0.85), unlikely=(0.78, 0.93), base_rare=0.7, grpo_rare=0.5,
-                     unlikely_rare=0.75, grpo_uplift=[0.2, 0.3, 0.5, 0.6], unlikely_uplift=[0.4, 0.4, 0.4, 0.45])
+    paper = _results(
+        base=(0.6, 0.9),
+        grpo=(0.8, 0.85),
+        unlikely=(0.78, 0.93),
+        base_rare=0.7,
+        grpo_rare=0.5,
+        unlikely_rare=0.75,
+        grpo_uplift=[0.2, 0.3, 0.5, 0.6],
+        unlikely_uplift=[0.4, 0.4, 0.4, 0.45],
+    )
     checks = study.pattern_checks(paper)
     assert len(checks) == 5 and all(c["holds"] for c in checks)  # the 2-update pair is absent: not claimed
 
-    flipped = _results(base=(0.6, 0.9), grpo=(0.5, 0.95), unlikely=(0.7, 0.8), base_rare=0.7, grpo_rare=0.8,
-                       unlikely_rare=0.6, grpo_uplift=[0.6, 0.5, 0.4, 0.3], unlikely_uplift=[0.2, 0.4, 0.6, 0.8])
+    flipped = _results(
+        base=(0.6, 0.9),
+        grpo=(0.5, 0.95),
+        unlikely=(0.7, 0.8),
+        base_rare=0.7,
+        grpo_rare=0.8,
+        unlikely_rare=0.6,
+        grpo_uplift=[0.6, 0.5, 0.4, 0.3],
+        unlikely_uplift=[0.2, 0.4, 0.6, 0.8],
+    )
     assert not any(c["holds"] for c in study.pattern_checks(flipped))

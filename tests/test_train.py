@@ -17,8 +17,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from prover.data.problem import Problem
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.dataset import build_dataset
-from prover.rl.rank_bias import (RankBiasCallback, RankBiasProbe, RankBiasResult, completion_logprobs, plot_uplift,
-                                 plot_uplift_comparison)
+from prover.rl.rank_bias import (
+    RankBiasCallback,
+    RankBiasProbe,
+    RankBiasResult,
+    completion_logprobs,
+    plot_uplift,
+    plot_uplift_comparison,
+)
 from prover.rl.rewards import ProofReward
 from prover.rl.solved import SolvedProofs
 from prover.rl.trainer import UnlikelinessGRPOTrainer
@@ -56,8 +62,10 @@ class WordTask(Task):
         self.verifier = verifier or CountingVerifier()
 
     def load_problems(self, dataset=None):
-        return [Problem(name=f"t{i}", statement=f"theorem t{i} : {i} + 0 = {i} := by", header="import Mathlib")
-                for i in range(8)]
+        return [
+            Problem(name=f"t{i}", statement=f"theorem t{i} : {i} + 0 = {i} := by", header="import Mathlib")
+            for i in range(8)
+        ]
 
     def build_prompt(self, problem):
         return f"{problem.statement}\n"
@@ -73,9 +81,22 @@ class WordTask(Task):
 
 def make_args(out, **overrides) -> ProverGRPOConfig:
     settings = dict(
-        output_dir=str(out), use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-        per_device_train_batch_size=8, num_generations=G, max_completion_length=16, num_iterations=2, beta=0.1,
-        learning_rate=1e-3, max_steps=4, logging_steps=1, save_steps=2, seed=0, dynamic_update_size=4,
+        output_dir=str(out),
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        per_device_train_batch_size=8,
+        num_generations=G,
+        max_completion_length=16,
+        num_iterations=2,
+        beta=0.1,
+        learning_rate=1e-3,
+        max_steps=4,
+        logging_steps=1,
+        save_steps=2,
+        seed=0,
+        dynamic_update_size=4,
         disable_tqdm=True,
     )
     return ProverGRPOConfig(**(settings | overrides))
@@ -86,8 +107,13 @@ def make_trainer(model_dir, out, task=None, **overrides):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = build_dataset(task, task.load_problems(), tokenizer, max_prompt_tokens=512)
     reward = ProofReward(task, task.make_verifier())
-    return UnlikelinessGRPOTrainer(model=str(model_dir), reward_funcs=[reward], args=make_args(out, **overrides),
-                                   train_dataset=dataset, solved_path=out / "solved_proofs.jsonl")
+    return UnlikelinessGRPOTrainer(
+        model=str(model_dir),
+        reward_funcs=[reward],
+        args=make_args(out, **overrides),
+        train_dataset=dataset,
+        solved_path=out / "solved_proofs.jsonl",
+    )
 
 
 def params(model):
@@ -119,8 +145,20 @@ def test_steps_are_finite_and_change_every_weight(trained):
 def test_metrics_are_logged(trained):
     trainer, _, _ = trained
     keys = set().union(*trainer.state.log_history)
-    for key in ("pass_rate", "zero_signal_frac", "solved_total", "unlikeliness/factor_mean", "time/generate",
-                "time/verify", "time/rank", "time/update", "grad_skipped", "dynamic/update", "kl", "rewards/proof/mean"):
+    for key in (
+        "pass_rate",
+        "zero_signal_frac",
+        "solved_total",
+        "unlikeliness/factor_mean",
+        "time/generate",
+        "time/verify",
+        "time/rank",
+        "time/update",
+        "grad_skipped",
+        "dynamic/update",
+        "kl",
+        "rewards/proof/mean",
+    ):
         assert key in keys, key
     assert all(0.0 <= x <= 1.0 for x in logged(trainer, "pass_rate"))
     assert any(x > 0 for x in logged(trainer, "pass_rate")), "the exact rule should pass some tiny-model completions"
@@ -184,8 +222,13 @@ def test_ranking_reuses_trl_old_log_probs(tiny_model_dir, tmp_path, monkeypatch)
         captured, self._old_logps = self._old_logps, None
         fresh = original(self, completion_ids_list)
         self._old_logps = captured
-        checks.append((captured is not None and "logps" in captured,
-                       torch.allclose(reused[0], fresh[0], atol=1e-5), torch.equal(reused[1], fresh[1])))
+        checks.append(
+            (
+                captured is not None and "logps" in captured,
+                torch.allclose(reused[0], fresh[0], atol=1e-5),
+                torch.equal(reused[1], fresh[1]),
+            )
+        )
         return reused
 
     monkeypatch.setattr(UnlikelinessGRPOTrainer, "_ranking_keys", checked)
@@ -194,8 +237,9 @@ def test_ranking_reuses_trl_old_log_probs(tiny_model_dir, tmp_path, monkeypatch)
 
 
 def test_plain_grpo_keeps_01_rewards(tiny_model_dir, tmp_path):
-    trainer = make_trainer(tiny_model_dir, tmp_path, unlikeliness=False, max_steps=2, save_steps=10,
-                           dynamic_update=False)
+    trainer = make_trainer(
+        tiny_model_dir, tmp_path, unlikeliness=False, max_steps=2, save_steps=10, dynamic_update=False
+    )
     trainer.train()
     assert set(trainer._logs["rewards"]["proof"]) <= {0.0, 1.0}
     keys = set().union(*trainer.state.log_history)
@@ -203,8 +247,9 @@ def test_plain_grpo_keeps_01_rewards(tiny_model_dir, tmp_path):
 
 
 def test_grad_norm_skip_leaves_weights_alone(tiny_model_dir, tmp_path):
-    trainer = make_trainer(tiny_model_dir, tmp_path, grad_skip_threshold=1e-12, max_steps=2, save_steps=10,
-                           dynamic_update=False)
+    trainer = make_trainer(
+        tiny_model_dir, tmp_path, grad_skip_threshold=1e-12, max_steps=2, save_steps=10, dynamic_update=False
+    )
     before = params(trainer.model)
     trainer.train()
     assert logged(trainer, "grad_skipped") == [1.0, 1.0]
@@ -244,6 +289,7 @@ def test_dynamic_update_concatenates_buffered_batches(tiny_model_dir, tmp_path):
 
 # ---- resuming repeats the uninterrupted run ----
 
+
 class Interrupt(Exception):
     """Stands for Ctrl-C inside a test (a real KeyboardInterrupt would stop pytest itself)."""
 
@@ -257,10 +303,17 @@ class StopAt(TrainerCallback):
             raise Interrupt
 
 
-@pytest.mark.parametrize("max_steps, save_steps, stop_at", [
-    (20, 8, 11),  # 8 steps per epoch: the checkpoint at step 8 resumes into epoch 1 (TRL's sampler replayed epoch 0)
-    (12, 3, 5),  # num_iterations 2: checkpoint 3 sits inside a generation batch's 2 steps (TRL's buffer was lost)
-])
+@pytest.mark.parametrize(
+    "max_steps, save_steps, stop_at",
+    [
+        (
+            20,
+            8,
+            11,
+        ),  # 8 steps per epoch: the checkpoint at step 8 resumes into epoch 1 (TRL's sampler replayed epoch 0)
+        (12, 3, 5),  # num_iterations 2: checkpoint 3 sits inside a generation batch's 2 steps (TRL's buffer was lost)
+    ],
+)
 def test_resumed_run_repeats_the_uninterrupted_one(tiny_model_dir, tmp_path, max_steps, save_steps, stop_at):
     settings = dict(max_steps=max_steps, save_steps=save_steps, num_iterations=2)
     whole = make_trainer(tiny_model_dir, tmp_path / "whole", **settings)
@@ -277,7 +330,9 @@ def test_resumed_run_repeats_the_uninterrupted_one(tiny_model_dir, tmp_path, max
     history = lambda t: [(h["step"], h["loss"], h.get("pass_rate")) for h in t.state.log_history if "loss" in h]  # noqa: E731
     assert history(resumed)[-3:] == history(whole)[-3:]
     # the proofs found after the checkpoint were dropped and found again: the files agree line by line
-    assert (tmp_path / "cut" / "solved_proofs.jsonl").read_text() == (tmp_path / "whole" / "solved_proofs.jsonl").read_text()
+    assert (tmp_path / "cut" / "solved_proofs.jsonl").read_text() == (
+        tmp_path / "whole" / "solved_proofs.jsonl"
+    ).read_text()
 
 
 def test_replay_sampler_gives_each_epoch_the_uninterrupted_order():
@@ -311,6 +366,7 @@ def test_trl_model_card_is_not_written(trained):
 
 # ---- the private methods we override or call: an upgrade of TRL/transformers must fail here ----
 
+
 def _names(fn):
     return list(inspect.signature(fn).parameters)
 
@@ -318,20 +374,39 @@ def _names(fn):
 def test_pinned_private_signatures():
     assert trl.__version__ == "1.16.0", "prover.rl overrides private GRPOTrainer methods: re-check them, then this pin"
     assert _names(trl.GRPOTrainer._generate) == ["self", "prompts"]
-    assert _names(trl.GRPOTrainer._calculate_rewards) == ["self", "inputs", "prompts", "completions",
-                                                          "completion_ids_list"]
+    assert _names(trl.GRPOTrainer._calculate_rewards) == [
+        "self",
+        "inputs",
+        "prompts",
+        "completions",
+        "completion_ids_list",
+    ]
     assert _names(trl.GRPOTrainer._generate_and_score_completions) == ["self", "inputs"]
     assert _names(trl.GRPOTrainer._get_per_token_logps_and_entropies)[:6] == [
-        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size"]
+        "self",
+        "model",
+        "input_ids",
+        "attention_mask",
+        "logits_to_keep",
+        "batch_size",
+    ]
     assert _names(trl.GRPOTrainer.training_step) == ["self", "model", "inputs", "num_items_in_batch"]
     assert _names(transformers.Trainer._get_grad_norm) == ["self", "model", "grad_norm"]
     assert _names(transformers.Trainer._save_checkpoint) == ["self", "model", "trial"]
     assert _names(transformers.Trainer._load_rng_state) == ["self", "checkpoint"]
     assert _names(trl.GRPOTrainer._get_train_sampler) == ["self", "dataset"]
     assert _names(trl.trainer.utils.RepeatSampler.__init__) == [
-        "self", "data_source", "mini_repeat_count", "batch_size", "repeat_count", "shuffle", "seed"]
+        "self",
+        "data_source",
+        "mini_repeat_count",
+        "batch_size",
+        "repeat_count",
+        "shuffle",
+        "seed",
+    ]
     assert "torch.randperm(self.num_samples, generator=self.generator)" in inspect.getsource(
-        trl.trainer.utils.RepeatSampler.__iter__)
+        trl.trainer.utils.RepeatSampler.__iter__
+    )
     # what prover.rl.resume_state saves: TRL's generation buffer and the step counter that indexes it
     prepare = inspect.getsource(trl.GRPOTrainer._prepare_inputs)
     assert "if self._step % generate_every == 0 or self._buffered_inputs is None:" in prepare
@@ -344,12 +419,14 @@ def test_pinned_private_signatures():
     assert "if self.args.gradient_accumulation_steps % generate_every != 0 or (" in source
     assert "self.use_vllm and self.vllm_importance_sampling_correction" in source
     assert source.index("old_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(") < source.index(
-        "ref_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(")
+        "ref_per_token_logps, _, _ = self._get_per_token_logps_and_entropies("
+    )
     # the output keys the dynamic update pads (a new per-row key would be refused, not dropped)
     assert '"num_items_in_batch": num_items_in_batch' in source and 'output["old_per_token_logps"]' in source
 
 
 # ---- the reward function, the dataset, the solved-proof file, the config ----
+
 
 def test_reward_checks_each_distinct_proof_once_and_caches():
     verifier = CountingVerifier(errors={"broken o o"})
@@ -380,7 +457,9 @@ def test_unclosed_fence_is_wrong_without_a_check():
 def test_dataset_leaves_out_long_prompts(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     task = WordTask()
-    problems = task.load_problems()[:2] + [Problem(name="long", statement="theorem long : " + "x + " * 300 + "x = x := by")]
+    problems = task.load_problems()[:2] + [
+        Problem(name="long", statement="theorem long : " + "x + " * 300 + "x = x := by")
+    ]
     ds = build_dataset(task, problems, tok, max_prompt_tokens=64)
     assert ds["name"] == ["t0", "t1"] and set(ds.column_names) == {"prompt", "name", "statement", "header"}
     with pytest.raises(ValueError, match="no training problems"):
@@ -431,11 +510,17 @@ def test_config_errors_name_the_field(tmp_path, bad, match):
 def test_config_defaults_follow_the_reference(tmp_path):
     args = make_args(tmp_path, dynamic_update_size=None, per_device_train_batch_size=16)
     assert (args.unlikeliness, args.beta_rank, args.rank_key, args.rank_set, args.grad_skip_threshold) == (
-        True, 0.25, "mean", "all", 20.0)
+        True,
+        0.25,
+        "mean",
+        "all",
+        20.0,
+    )
     assert args.dynamic_update_size == 8  # half the generation batch of 16
 
 
 # ---- the rank-bias diagnostic ----
+
 
 def test_rank_bias_probe_measures_uplift(tiny_model_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -443,8 +528,16 @@ def test_rank_bias_probe_measures_uplift(tiny_model_dir, tmp_path):
     task = WordTask()
     problems = task.load_problems()[:3]
     reward = ProofReward(task, task.make_verifier())
-    probe = RankBiasProbe.sample(model, tok, [task.build_prompt(p) for p in problems], problems, reward.score,
-                                 group_size=8, max_new_tokens=12, seed=0)
+    probe = RankBiasProbe.sample(
+        model,
+        tok,
+        [task.build_prompt(p) for p in problems],
+        problems,
+        reward.score,
+        group_size=8,
+        max_new_tokens=12,
+        seed=0,
+    )
     assert probe.samples and all(isinstance(s["rank"], int) and 0 <= s["rank"] <= 7 for s in probe.samples)
     for name in {s["problem"] for s in probe.samples}:  # one position per sample, copies of a proof included
         ranks = [s["rank"] for s in probe.samples if s["problem"] == name]
@@ -486,9 +579,12 @@ def test_rank_bias_intervals_resample_problems(tmp_path):
 def test_rank_bias_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
     callback = RankBiasCallback(tmp_path, build=None, every=2)
     RankBiasProbe(4, []).save(callback.probe_path)
-    callback.results_path.write_text("".join(
-        json.dumps(asdict(RankBiasResult(step=s, group_size=4, rates=[None] * 4, counts=[0] * 4))) + "\n"
-        for s in (2, 4, 6)))
+    callback.results_path.write_text(
+        "".join(
+            json.dumps(asdict(RankBiasResult(step=s, group_size=4, rates=[None] * 4, counts=[0] * 4))) + "\n"
+            for s in (2, 4, 6)
+        )
+    )
     state = transformers.TrainerState(global_step=4)
     callback.on_train_begin(None, state, None)  # resuming from checkpoint-4
     assert [r.step for r in callback.history()] == [2, 4]
@@ -496,11 +592,20 @@ def test_rank_bias_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
 
 # ---- GPU: TRL's vLLM colocate path ----
 
+
 @pytest.mark.gpu
 @pytest.mark.vllm
 def test_vllm_colocate_step(tiny_model_dir, tmp_path):
-    trainer = make_trainer(tiny_model_dir, tmp_path, use_cpu=False, use_vllm=True, vllm_mode="colocate",
-                           vllm_gpu_memory_utilization=0.2, max_steps=2, save_steps=10)
+    trainer = make_trainer(
+        tiny_model_dir,
+        tmp_path,
+        use_cpu=False,
+        use_vllm=True,
+        vllm_mode="colocate",
+        vllm_gpu_memory_utilization=0.2,
+        max_steps=2,
+        save_steps=10,
+    )
     before = params(trainer.model)
     trainer.train()
     assert all(math.isfinite(x) for x in logged(trainer, "loss"))

@@ -41,8 +41,9 @@ def close(a, b):
     ],
 )
 def test_ranks(keys, include, ids, expected):
-    ranks = likelihood_ranks(T(keys), 4, include=None if include is None else T(include),
-                             sample_ids=None if ids is None else T(ids))
+    ranks = likelihood_ranks(
+        T(keys), 4, include=None if include is None else T(include), sample_ids=None if ids is None else T(ids)
+    )
     assert close(ranks, expected), ranks
 
 
@@ -52,8 +53,9 @@ def test_ranks_first_spreads_ties_in_row_order():
     ids = T([5, 1, 6, 2, 3, 5])
     assert close(likelihood_ranks(keys, 6, sample_ids=ids, ties="first"), [3, 0, 4, 2, 1, 5])
     assert close(likelihood_ranks(keys, 6, sample_ids=ids), [4, 0.5, 4, 2, 0.5, 4])  # the reward's rule
-    assert close(likelihood_ranks(keys, 6, include=T([True, True, False, True, True, True]), ties="first"),
-                 [3, 0, NAN, 2, 1, 4])
+    assert close(
+        likelihood_ranks(keys, 6, include=T([True, True, False, True, True, True]), ties="first"), [3, 0, NAN, 2, 1, 4]
+    )
     with pytest.raises(ValueError, match="tie rule"):
         likelihood_ranks(keys, 6, ties="dense")
 
@@ -71,7 +73,12 @@ def test_ranks_do_not_depend_on_row_order():
         # G=4, beta=0.25: a correct row keeps 1 - 0.25 * r / 4
         ([1.0, 0.0, 1.0, 0.0], [-3.0, -2.0, -1.0, -0.5], "all", [1.0, 1.0, 1 - 0.25 * 2 / 4, 1.0]),
         # all correct: factors fall with likelihood, the least likely keeps its full reward
-        ([1.0, 1.0, 1.0, 1.0], [-0.5, -1.0, -2.0, -3.0], "all", [1 - 0.25 * 3 / 4, 1 - 0.25 * 2 / 4, 1 - 0.25 / 4, 1.0]),
+        (
+            [1.0, 1.0, 1.0, 1.0],
+            [-0.5, -1.0, -2.0, -3.0],
+            "all",
+            [1 - 0.25 * 3 / 4, 1 - 0.25 * 2 / 4, 1 - 0.25 / 4, 1.0],
+        ),
         # all wrong: nothing changes
         ([0.0, 0.0, 0.0, 0.0], [-0.5, -1.0, -2.0, -3.0], "all", [1.0, 1.0, 1.0, 1.0]),
         # ranking only the correct ones: the likelier of two correct proofs has rank 1 of them
@@ -181,4 +188,6 @@ def test_factor_bounds():
     for group in (2, 5, 32):
         rewards = torch.ones(group)
         factors = unlikeliness_factors(rewards, torch.randn(group, generator=g), group, 0.25)
-        assert math.isclose(factors.max().item(), 1.0) and math.isclose(factors.min().item(), 1 - 0.25 * (group - 1) / group, rel_tol=1e-6)
+        assert math.isclose(factors.max().item(), 1.0) and math.isclose(
+            factors.min().item(), 1 - 0.25 * (group - 1) / group, rel_tol=1e-6
+        )

@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from processes import tagged
+
 from prover.verifier import LeanPool, PoolClosedError, ProofRequest, Status, VerifierConfig, make_verifier
 from prover.verifier.sandbox import bwrap_works, resolve_sandbox
 
@@ -64,16 +64,22 @@ OUTCOMES = {
 }
 
 
-
 def _service_missing() -> str | None:
     missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
-    return f"the http kind needs the service extra ({', '.join(missing)}): pip install -e .[service]" if missing else None
+    return (
+        f"the http kind needs the service extra ({', '.join(missing)}): pip install -e .[service]" if missing else None
+    )
 
 
 # The behavioural tests below run on the local pool and on a RemoteVerifier in front of the same pool
 # behind the HTTP service (issue 18: the remote verifier must pass what the pool passes).
-KINDS = pytest.mark.parametrize("kind", ["local", pytest.param("http", marks=pytest.mark.skipif(
-    _service_missing() is not None, reason=str(_service_missing())))])
+KINDS = pytest.mark.parametrize(
+    "kind",
+    [
+        "local",
+        pytest.param("http", marks=pytest.mark.skipif(_service_missing() is not None, reason=str(_service_missing()))),
+    ],
+)
 
 
 @contextlib.contextmanager
@@ -98,7 +104,9 @@ def verifier_of(kind: str, pool_config: VerifierConfig, service=None):
     from prover.verifier.http import RemoteVerifier
 
     with served(pool_config, service) as (url, _):
-        client = VerifierConfig(backend="http", url=url, workers=pool_config.workers, max_pending=pool_config.max_pending)
+        client = VerifierConfig(
+            backend="http", url=url, workers=pool_config.workers, max_pending=pool_config.max_pending
+        )
         with make_verifier(client) as remote:
             assert isinstance(remote, RemoteVerifier)
             yield remote
@@ -132,8 +140,10 @@ def test_a_timeout_is_a_verdict_and_the_next_proof_is_checked(kind):
 
 @KINDS
 def test_batch_keeps_input_order(kind):
-    proofs = [f"  linarith -- {i} double:slow={0.01 * (7 - i % 7):.2f}" + (" double:error" if i % 3 == 0 else "")
-              for i in range(14)]
+    proofs = [
+        f"  linarith -- {i} double:slow={0.01 * (7 - i % 7):.2f}" + (" double:error" if i % 3 == 0 else "")
+        for i in range(14)
+    ]
     with verifier_of(kind, config(workers=3)) as verifier:
         verdicts = verifier.check_batch([request(p) for p in proofs])
     assert [v.status for v in verdicts] == [Status.REJECTED if i % 3 == 0 else Status.PROVED for i in range(14)]
@@ -149,6 +159,7 @@ def test_verdicts_keep_lean_messages_positioned_in_the_whole_text(kind):
 @KINDS
 def test_async_api_from_another_loop_and_batch_inside_a_loop(kind):
     with verifier_of(kind, config()) as verifier:
+
         async def from_my_loop():
             one = await verifier.check(request("  linarith"))
             many = await verifier.check_many([request(f"  linarith -- {i} double:error") for i in range(3)])
@@ -356,8 +367,9 @@ def test_workers_are_grouped_by_header_with_lru():
 
 def test_a_header_that_does_not_compile_is_an_error_for_every_proof():
     with LeanPool(config()) as pool:
-        verdicts = pool.check_batch([request(f"  linarith -- {i}", header="import Mathlib -- double:header_error")
-                                     for i in range(3)])
+        verdicts = pool.check_batch(
+            [request(f"  linarith -- {i}", header="import Mathlib -- double:header_error") for i in range(3)]
+        )
     assert all(v.status is Status.ERROR and v.check == "header" for v in verdicts)
 
 
@@ -377,9 +389,14 @@ def starts(monkeypatch):
     return count
 
 
-@pytest.mark.parametrize("fault, reason", [("header_error", "header does not compile"),
-                                           ("header_hang", "did not load the header within start_timeout=1 s"),
-                                           ("header_exit", "exited (code 1) (2 workers in a row)")])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("header_error", "header does not compile"),
+        ("header_hang", "did not load the header within start_timeout=1 s"),
+        ("header_exit", "exited (code 1) (2 workers in a row)"),
+    ],
+)
 def test_a_header_that_cannot_load_is_tried_once_per_worker_then_answered_at_once(fault, reason, starts):
     bad = f"import Mathlib -- double:{fault}"
     with LeanPool(config(workers=4, start_timeout=1.0, sandbox="none")) as pool:
@@ -443,21 +460,10 @@ def test_stats_after_close_count_no_worker():
 
 def test_screen_and_statement_errors_need_no_worker():
     with LeanPool(config()) as pool:
-        cheat, nameless = pool.check_batch([request("  sorry"),
-                                            request("  rfl", statement="example : 1 = 1 := by\n")])
+        cheat, nameless = pool.check_batch([request("  sorry"), request("  rfl", statement="example : 1 = 1 := by\n")])
         assert pool.stats()["live"] == 0
     assert cheat.status is Status.REJECTED and cheat.check == "screen"
     assert nameless.status is Status.ERROR and nameless.check == "statement"
-
-
-
-
-
-
-
-
-
-
 
 
 def test_missing_lean_project_names_the_fix(monkeypatch):

@@ -100,17 +100,28 @@ def test_static_only_needs_no_lean(tmp_path):
     out = tmp_path / "screened.jsonl"
     main([str(write_input(tmp_path / "in.jsonl")), "--out", str(out), "--static-only"])
     statuses = {r["line"]: r["status"] for r in read(out)}
-    assert statuses == {1: "passed_screen", 2: "rejected", 3: "error", 4: "passed_screen", 5: "error",
-                        6: "passed_screen"}
+    assert statuses == {
+        1: "passed_screen",
+        2: "rejected",
+        3: "error",
+        4: "passed_screen",
+        5: "error",
+        6: "passed_screen",
+    }
 
 
 def test_entry_point_and_config_errors(tmp_path):
     src = write_input(tmp_path / "in.jsonl")
-    bad = subprocess.run([sys.executable, "-m", "prover.verify", str(src), "--static-only", "--no_such_field", "1"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "prover.verify", str(src), "--static-only", "--no_such_field", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "no_such_field" in bad.stderr
-    ok = subprocess.run([sys.executable, "-m", "prover.verify", str(src), "--static-only"], capture_output=True,
-                        text=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "prover.verify", str(src), "--static-only"], capture_output=True, text=True, timeout=60
+    )
     assert len(ok.stdout.splitlines()) == 6 and "6 lines" in ok.stderr
 
 

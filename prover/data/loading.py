@@ -88,8 +88,12 @@ class ColumnMap:
 
 # The layout of the files in ../shared/data, and of DeepSeek-Prover-V1.5's datasets/minif2f.jsonl.
 LAYOUTS: dict[str, ColumnMap] = {
-    "shared": ColumnMap(name="theorem_full_name", statement="theorem_statement", informal="informal_statement", split="split"),
-    "deepseek": ColumnMap(name="name", statement="formal_statement", informal="informal_prefix", split="split", header="header"),
+    "shared": ColumnMap(
+        name="theorem_full_name", statement="theorem_statement", informal="informal_statement", split="split"
+    ),
+    "deepseek": ColumnMap(
+        name="name", statement="formal_statement", informal="informal_prefix", split="split", header="header"
+    ),
 }
 
 
@@ -99,8 +103,9 @@ def detect_layout(columns: Iterable[str], source: str) -> ColumnMap:
     for layout in LAYOUTS.values():
         if set(layout.required()) <= columns:
             # optional columns a file lacks are simply absent (empty informal, no split, default header)
-            return dataclasses.replace(layout, **{f: None for f in ("informal", "split", "header")
-                                                  if getattr(layout, f) not in columns})
+            return dataclasses.replace(
+                layout, **{f: None for f in ("informal", "split", "header") if getattr(layout, f) not in columns}
+            )
     expected = "; ".join(f"{key}: {', '.join(m.required())}" for key, m in LAYOUTS.items())
     raise DataError(
         f"{source}: missing columns: no known layout fits the columns {sorted(columns)} "
@@ -173,8 +178,9 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _rows_to_problems(ds: Any, source: str, columns: ColumnMap | Mapping[str, str] | str | None,
-                      header: str | None, split: str | None) -> list[Problem]:
+def _rows_to_problems(
+    ds: Any, source: str, columns: ColumnMap | Mapping[str, str] | str | None, header: str | None, split: str | None
+) -> list[Problem]:
     cols = column_map(columns, ds.column_names, source)
     wanted = [c for c in (cols.name, cols.statement, cols.informal, cols.split, cols.header) if c]
     missing = [c for c in wanted if c not in ds.column_names]
@@ -192,8 +198,16 @@ def _rows_to_problems(ds: Any, source: str, columns: ColumnMap | Mapping[str, st
     for row in range(len(ds)):
         if split is not None and splits[row] != split:
             continue
-        problems.append(Problem(name=names[row].strip(), statement=statements[row], header=headers[row],
-                                informal=informals[row], split=splits[row], extra={"source": source, "row": row}))
+        problems.append(
+            Problem(
+                name=names[row].strip(),
+                statement=statements[row],
+                header=headers[row],
+                informal=informals[row],
+                split=splits[row],
+                extra={"source": source, "row": row},
+            )
+        )
     return problems
 
 
@@ -210,10 +224,14 @@ def validate_problems(problems: Sequence[Problem]) -> None:
             errors.append(f"{where} ({p.name!r}): empty statement")
         elif not p.statement.rstrip().endswith(":= by"):
             tail = p.statement.rstrip()[-40:]
-            errors.append(f"{where} ({p.name!r}): statement must end with ':= by' (the proof follows it); it ends with {tail!r}")
+            errors.append(
+                f"{where} ({p.name!r}): statement must end with ':= by' (the proof follows it); it ends with {tail!r}"
+            )
         if p.name and p.name in first_seen:
             prev = first_seen[p.name].extra
-            errors.append(f"{where}: duplicate name {p.name!r} (first at {prev.get('source', '?')}, row {prev.get('row', '?')})")
+            errors.append(
+                f"{where}: duplicate name {p.name!r} (first at {prev.get('source', '?')}, row {prev.get('row', '?')})"
+            )
         first_seen.setdefault(p.name, p)
     if errors:
         more = f"\n  ... and {len(errors) - MAX_REPORTED_ERRORS} more" if len(errors) > MAX_REPORTED_ERRORS else ""
@@ -227,8 +245,10 @@ def resolve_source(source: str, data_dir: str | Path | None = None) -> Path | st
         for name in dict.fromkeys((NAMED_SETS[source], RELEASE_FILES[source])):
             if (root / name).is_file():
                 return root / name
-        raise DataError(f"named set {source!r}: {root / NAMED_SETS[source]} does not exist, nor the release's "
-                        f"{RELEASE_FILES[source]} (is {root} the right data directory? the files: {RELEASE_URL})")
+        raise DataError(
+            f"named set {source!r}: {root / NAMED_SETS[source]} does not exist, nor the release's "
+            f"{RELEASE_FILES[source]} (is {root} the right data directory? the files: {RELEASE_URL})"
+        )
     path = Path(source).expanduser()
     if path.exists():
         return path
@@ -238,8 +258,10 @@ def resolve_source(source: str, data_dir: str | Path | None = None) -> Path | st
         # Not owner/name: no hub id, so no hub lookup (offline, datasets retries for ~25 s first)
         close = difflib.get_close_matches(source, list(NAMED_SETS), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise DataError(f"unknown dataset {source!r}: {hint}named sets: {', '.join(NAMED_SETS)}; "
-                        "or a parquet/jsonl/json file, a directory of them, or a hub id (owner/name)")
+        raise DataError(
+            f"unknown dataset {source!r}: {hint}named sets: {', '.join(NAMED_SETS)}; "
+            "or a parquet/jsonl/json file, a directory of them, or a hub id (owner/name)"
+        )
     return source  # owner/name on the hub
 
 

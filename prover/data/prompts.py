@@ -35,7 +35,9 @@ _LEAN_BLOCK_OPEN = re.compile(r"```lean4?[ \t]*\n")
 # non_cot_prompt and cot_prompt). The CoT variant asks for comments before each line, where the
 # RL model writes its natural-language plan, and continues the same open fence.
 DEEPSEEK_V15_INSTRUCTION = "Complete the following Lean 4 code:"
-DEEPSEEK_V15_COT_INSTRUCTION = "Complete the following Lean 4 code with explanatory comments preceding each line of code:"
+DEEPSEEK_V15_COT_INSTRUCTION = (
+    "Complete the following Lean 4 code with explanatory comments preceding each line of code:"
+)
 
 # The user message of the chat provers (DeepSeek-Prover-V2, Goedel-Prover-V2 style): the theorem
 # with `sorry` in a fence, then a request for a proof plan before the Lean code.
@@ -56,8 +58,9 @@ def ends_with_fence(completion: str) -> bool:
     return completion.rstrip().endswith(FENCE)
 
 
-def extract_continuation(completion: str, require_closing_fence: bool = True,
-                         reject_text_after_fence: bool = False) -> str | None:
+def extract_continuation(
+    completion: str, require_closing_fence: bool = True, reject_text_after_fence: bool = False
+) -> str | None:
     """The proof in a continuation: everything before the first closing fence (text after it is cut).
 
     Without a closing fence the completion is malformed when ``require_closing_fence`` (it ran out
@@ -101,8 +104,9 @@ def last_lean_block(completion: str, require_closing_fence: bool = True) -> str 
     return completion[start:end]
 
 
-def extract_restated(completion: str, statement: str, require_closing_fence: bool = True,
-                     reject_text_after_fence: bool = False) -> str | None:
+def extract_restated(
+    completion: str, statement: str, require_closing_fence: bool = True, reject_text_after_fence: bool = False
+) -> str | None:
     """The proof after the trusted ``statement`` inside the completion's last Lean block.
 
     What precedes the statement in the block (imports, opens, helper lemmas) is dropped: the
@@ -117,7 +121,7 @@ def extract_restated(completion: str, statement: str, require_closing_fence: boo
     match = _statement_pattern(statement).search(block)
     if match is None:
         return None
-    proof = block[match.end():].rstrip()
+    proof = block[match.end() :].rstrip()
     if statement.endswith("\n"):  # the trusted statement brings the line break after `:= by`
         proof = re.sub(r"^[ \t]*\n", "", proof, count=1)
     return proof if proof.strip() else None
@@ -156,8 +160,13 @@ class PromptTemplate:
         messages = [{"role": "user", "content": self.user_message(problem)}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def extract(self, completion: str, problem: Problem | None = None, require_closing_fence: bool = True,
-                reject_text_after_fence: bool = False) -> str | None:
+    def extract(
+        self,
+        completion: str,
+        problem: Problem | None = None,
+        require_closing_fence: bool = True,
+        reject_text_after_fence: bool = False,
+    ) -> str | None:
         """The proof in ``completion`` or None when malformed (see the module docstring)."""
         if not self.chat:
             return extract_continuation(completion, require_closing_fence, reject_text_after_fence)
@@ -169,12 +178,22 @@ class PromptTemplate:
 TEMPLATES: dict[str, PromptTemplate] = {
     t.name: t
     for t in (
-        PromptTemplate("deepseek-v1.5", DEEPSEEK_V15_INSTRUCTION,
-                       description="DeepSeek-Prover-V1.5 whole-proof completion (base and RL models)"),
-        PromptTemplate("deepseek-v1.5-cot", DEEPSEEK_V15_COT_INSTRUCTION,
-                       description="DeepSeek-Prover-V1.5 chain of thought: a commented plan inside the proof"),
-        PromptTemplate("chat", DEEPSEEK_V15_INSTRUCTION, chat=True,
-                       description="chat provers (DeepSeek-Prover-V2, Goedel-Prover-V2, Kimina-style): plan, then the full theorem"),
+        PromptTemplate(
+            "deepseek-v1.5",
+            DEEPSEEK_V15_INSTRUCTION,
+            description="DeepSeek-Prover-V1.5 whole-proof completion (base and RL models)",
+        ),
+        PromptTemplate(
+            "deepseek-v1.5-cot",
+            DEEPSEEK_V15_COT_INSTRUCTION,
+            description="DeepSeek-Prover-V1.5 chain of thought: a commented plan inside the proof",
+        ),
+        PromptTemplate(
+            "chat",
+            DEEPSEEK_V15_INSTRUCTION,
+            chat=True,
+            description="chat provers (DeepSeek-Prover-V2, Goedel-Prover-V2, Kimina-style): plan, then the full theorem",
+        ),
     )
 }
 

@@ -9,5 +9,14 @@ from prover.eval.passk import Interval, bootstrap_means, pass_at_k
 from prover.eval.runner import EvalError, evaluate, problem_seed
 from prover.eval.summary import Summary, summarize
 
-__all__ = ["EvalConfig", "EvalError", "Interval", "Summary", "bootstrap_means", "evaluate", "pass_at_k",
-           "problem_seed", "summarize"]
+__all__ = [
+    "EvalConfig",
+    "EvalError",
+    "Interval",
+    "Summary",
+    "bootstrap_means",
+    "evaluate",
+    "pass_at_k",
+    "problem_seed",
+    "summarize",
+]

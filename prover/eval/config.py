@@ -25,23 +25,57 @@ DEFAULT_TASK = "lean"
 
 @dataclass
 class EvalConfig:
-    model: str | None = field(default=None, metadata={"help": "local path or hub id of the model (short for --sampler.model)"})
-    dataset: str | None = field(default=None, metadata={"help": "problem set, e.g. minif2f-test (short for --task.dataset)"})
+    model: str | None = field(
+        default=None, metadata={"help": "local path or hub id of the model (short for --sampler.model)"}
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "problem set, e.g. minif2f-test (short for --task.dataset)"}
+    )
     samples: int = field(default=32, metadata={"help": "proofs sampled per problem (the N of pass@N)"})
-    k: list[int] | None = field(default=None, metadata={"help": "the k of pass@k to report, e.g. 1,8,32; default powers of 2 up to samples, and samples"})
-    seed: int = field(default=0, metadata={"help": "run seed; each problem samples with a seed derived from it and the problem name"})
+    k: list[int] | None = field(
+        default=None,
+        metadata={"help": "the k of pass@k to report, e.g. 1,8,32; default powers of 2 up to samples, and samples"},
+    )
+    seed: int = field(
+        default=0, metadata={"help": "run seed; each problem samples with a seed derived from it and the problem name"}
+    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
     max_tokens: int = field(default=2048, metadata={"help": "tokens per completion at most"})
-    stop: list[str] | None = field(default=None, metadata={"help": "stop strings (kept in the completion); default: the task's own (the closing fence for Lean continuation prompts)"})
-    run_dir: str | None = field(default=None, metadata={"help": "where results go; rerunning with the same directory resumes. Default runs/eval/<model>_<dataset>_n<samples>_s<seed>, <model> the model's path or hub id with '--' for '/'"})
-    chunk_size: int = field(default=4, metadata={"help": "problems sampled before their proofs are handed to the verifier (verification overlaps the next chunk's sampling)"})
-    error_retries: int = field(default=2, metadata={"help": "re-checks of a proof whose verdict is ERROR (checker failure) before it is recorded as such"})
-    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples of problems for the intervals (0: none)"})
+    stop: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "stop strings (kept in the completion); default: the task's own (the closing fence for Lean continuation prompts)"
+        },
+    )
+    run_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where results go; rerunning with the same directory resumes. Default runs/eval/<model>_<dataset>_n<samples>_s<seed>, <model> the model's path or hub id with '--' for '/'"
+        },
+    )
+    chunk_size: int = field(
+        default=4,
+        metadata={
+            "help": "problems sampled before their proofs are handed to the verifier (verification overlaps the next chunk's sampling)"
+        },
+    )
+    error_retries: int = field(
+        default=2,
+        metadata={
+            "help": "re-checks of a proof whose verdict is ERROR (checker failure) before it is recorded as such"
+        },
+    )
+    bootstrap: int = field(
+        default=1000, metadata={"help": "bootstrap resamples of problems for the intervals (0: none)"}
+    )
     confidence: float = field(default=0.95, metadata={"help": "coverage of the bootstrap intervals"})
     plot: bool = field(default=True, metadata={"help": "write passk.png (pass@k vs k, log x) into the run directory"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-    task: TaskConfig = field(default_factory=lambda: TaskConfig(name=DEFAULT_TASK), metadata={"help": "problems, prompt format, proof extraction"})
+    task: TaskConfig = field(
+        default_factory=lambda: TaskConfig(name=DEFAULT_TASK),
+        metadata={"help": "problems, prompt format, proof extraction"},
+    )
     sampler: SamplerConfig = field(default_factory=SamplerConfig, metadata={"help": "sampling backend and model"})
     verifier: VerifierConfig = field(default_factory=VerifierConfig, metadata={"help": "proof checker settings"})
 
@@ -58,8 +92,12 @@ class EvalConfig:
         if bad:
             raise ValueError(f"k must lie in 1..samples={self.samples}; got k={bad} (raise --samples or drop these k)")
         self.k = sorted(set(self.k))
-        for name, value, low in (("max_tokens", self.max_tokens, 1), ("chunk_size", self.chunk_size, 1),
-                                 ("error_retries", self.error_retries, 0), ("bootstrap", self.bootstrap, 0)):
+        for name, value, low in (
+            ("max_tokens", self.max_tokens, 1),
+            ("chunk_size", self.chunk_size, 1),
+            ("error_retries", self.error_retries, 0),
+            ("bootstrap", self.bootstrap, 0),
+        ):
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
         if not 0 < self.confidence < 1:
@@ -93,7 +131,7 @@ def model_label(model: str) -> str:
     label = "--".join(parts) or "model"
     if len(label) > MAX_LABEL:
         digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-        label = f"{'--'.join(parts[-3:])[-(MAX_LABEL - 9):]}-{digest}"
+        label = f"{'--'.join(parts[-3:])[-(MAX_LABEL - 9) :]}-{digest}"
     return label
 
 

@@ -55,8 +55,9 @@ class Interval:
         return {"mean": self.mean, "low": self.low, "high": self.high, "problems": self.problems}
 
 
-def bootstrap_means(values: np.ndarray, resamples: int = 1000, confidence: float = 0.95,
-                    seed: int = 0) -> list[Interval]:
+def bootstrap_means(
+    values: np.ndarray, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> list[Interval]:
     """Column means of ``values`` (problems x metrics) with percentile intervals from resampling problems.
 
     Problems are the unit drawn from a population, so they are what is resampled; the sampling
@@ -81,7 +82,7 @@ def bootstrap_means(values: np.ndarray, resamples: int = 1000, confidence: float
     for start in range(0, resamples, block):
         draws = rng.integers(0, problems, size=(min(block, resamples - start), problems))
         sums, hits = filled[draws].sum(axis=1), present[draws].sum(axis=1)
-        boot[start:start + len(draws)] = np.divide(sums, hits, out=np.full(sums.shape, np.nan), where=hits > 0)
+        boot[start : start + len(draws)] = np.divide(sums, hits, out=np.full(sums.shape, np.nan), where=hits > 0)
     alpha = (1.0 - confidence) / 2.0
     intervals = []
     for j in range(columns):

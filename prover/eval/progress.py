@@ -36,16 +36,22 @@ class EvalProgress:
         self._lock = threading.Lock()
         self._last_log = time.monotonic()
         self._progress = Progress(
-            BarColumn(bar_width=20), MofNCompleteColumn(), TextColumn("problems · {task.fields[verified]} verified ·"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("problems · {task.fields[verified]} verified ·"),
             TextColumn("pass@1 {task.fields[pass1]} · pass@{task.fields[n]} {task.fields[passn]} ·"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=make_console(stderr=True), disable=not enabled,
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=make_console(stderr=True),
+            disable=not enabled,
         )
         self._task = self._progress.add_task("eval", total=problems, **self._fields())
         self._log = enabled and not self._progress.console.is_terminal
 
-    def seed_with(self, records: Mapping[tuple[str, int], Mapping[str, Any]], problems: Sequence[Problem],
-                  samples: int) -> None:
+    def seed_with(
+        self, records: Mapping[tuple[str, int], Mapping[str, Any]], problems: Sequence[Problem], samples: int
+    ) -> None:
         """Count what a resumed run already holds (does not move the ETA clock)."""
         wanted = {p.name for p in problems}
         by_problem: dict[str, list[Mapping[str, Any]]] = {}
@@ -66,8 +72,16 @@ class EvalProgress:
                 self._last_log = time.monotonic()
                 task = self._progress.tasks[0]
                 eta = f"{task.time_remaining:.0f} s" if task.time_remaining is not None else "-"
-                logger.info("%d/%d problems, %d samples verified, pass@1 %s, pass@%d %s, ETA %s", task.completed,
-                            task.total, fields["verified"], fields["pass1"], self.samples, fields["passn"], eta)
+                logger.info(
+                    "%d/%d problems, %d samples verified, pass@1 %s, pass@%d %s, ETA %s",
+                    task.completed,
+                    task.total,
+                    fields["verified"],
+                    fields["pass1"],
+                    self.samples,
+                    fields["passn"],
+                    eta,
+                )
 
     def _update(self, problem: str, records: Iterable[Mapping[str, Any]]) -> None:
         """Replace the problem's contribution to the running sums (O(samples) per call)."""
@@ -89,11 +103,14 @@ class EvalProgress:
 
     def _fields(self) -> dict[str, Any]:
         done = len(self._rates)
-        return {"verified": self._verified, "n": self.samples,
-                "pass1": f"{self._rate_sum / done:.3f}" if done else "-",
-                "passn": f"{self._solved / done:.3f}" if done else "-"}
+        return {
+            "verified": self._verified,
+            "n": self.samples,
+            "pass1": f"{self._rate_sum / done:.3f}" if done else "-",
+            "passn": f"{self._solved / done:.3f}" if done else "-",
+        }
 
-    def __enter__(self) -> "EvalProgress":
+    def __enter__(self) -> EvalProgress:
         self._progress.start()
         return self
 

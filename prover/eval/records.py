@@ -92,7 +92,7 @@ class RecordWriter:
             os.fsync(self._file.fileno())
             self._file.close()
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc) -> None:

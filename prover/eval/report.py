@@ -31,8 +31,7 @@ def _cell(summary: Summary, k: int) -> str:
 def run_table(summary: Summary) -> Table:
     """pass@k per k with its interval, and the run's other figures underneath."""
     conf = f"{100 * summary.confidence:.0f}%"
-    table = Table(caption=f"pass@k in %, {conf} bootstrap interval over problems "
-                                               f"({summary.bootstrap} resamples)")
+    table = Table(caption=f"pass@k in %, {conf} bootstrap interval over problems ({summary.bootstrap} resamples)")
     table.add_column("k", justify="right")
     table.add_column("pass@k", justify="right")
     table.add_column(f"{conf} interval", justify="right")
@@ -51,14 +50,20 @@ def facts_table(summary: Summary) -> Table:
     rows = [
         ("problems solved", f"{summary.solved} / {summary.problems} ({_pct(summary.solved_fraction)}%)"),
         ("distinct correct proofs / problem", f"{summary.distinct_correct_mean:.2f}"),
-        ("mean completion tokens (all / correct)",
-         f"{_fmt(summary.mean_tokens)} / {_fmt(summary.mean_correct_tokens)}"),
+        (
+            "mean completion tokens (all / correct)",
+            f"{_fmt(summary.mean_tokens)} / {_fmt(summary.mean_correct_tokens)}",
+        ),
         ("verdicts", ", ".join(f"{k} {v}" for k, v in summary.statuses.items()) or "-"),
         ("sampling / checking time (s)", f"{summary.sampling_seconds:.1f} / {summary.verify_seconds:.1f}"),
     ]
     if summary.errors or summary.incomplete:
-        rows.append(("[red]checker failures", f"{summary.errors} samples left out; "
-                                              f"{len(summary.incomplete)} problems incomplete"))
+        rows.append(
+            (
+                "[red]checker failures",
+                f"{summary.errors} samples left out; {len(summary.incomplete)} problems incomplete",
+            )
+        )
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -82,8 +87,10 @@ def compare_table(summaries: Mapping[str, Summary]) -> Table:
     ks = sorted({k for s in summaries.values() for k in s.ks})
     diffs = {label: paired_difference(base, s, ks, base.bootstrap, base.confidence) for label, s in others}
     conf = f"{100 * base.confidence:.0f}%"
-    table = Table(caption=f"pass@k in % [{conf} bootstrap interval over problems]; Δ: points above {base_label} "
-                          f"on the problems both ran [{conf} paired bootstrap interval]")
+    table = Table(
+        caption=f"pass@k in % [{conf} bootstrap interval over problems]; Δ: points above {base_label} "
+        f"on the problems both ran [{conf} paired bootstrap interval]"
+    )
     table.add_column("k", justify="right")
     for label, s in summaries.items():
         table.add_column(f"{label}\n({s.problems} problems)", justify="right")
@@ -91,10 +98,12 @@ def compare_table(summaries: Mapping[str, Summary]) -> Table:
         common = max((d.problems for d in diff.values()), default=0)
         table.add_column(f"Δ {label}\n({common} common)", justify="right")
     for k in ks:
-        table.add_row(str(k), *(_cell(s, k) for s in summaries.values()),
-                      *(_points(diff.get(k)) for diff in diffs.values()))
-    table.add_row("solved", *(f"{s.solved}/{s.problems}" for s in summaries.values()), *("" for _ in diffs),
-                  end_section=True)
+        table.add_row(
+            str(k), *(_cell(s, k) for s in summaries.values()), *(_points(diff.get(k)) for diff in diffs.values())
+        )
+    table.add_row(
+        "solved", *(f"{s.solved}/{s.problems}" for s in summaries.values()), *("" for _ in diffs), end_section=True
+    )
     return table
 
 
@@ -109,9 +118,15 @@ def plot_passk(summaries: Mapping[str, Summary], path: str | Path, title: str = 
     for label, s in summaries.items():
         ks = [k for k in s.ks if s.pass_at_k[k].problems > 0]
         mean = [100 * s.pass_at_k[k].mean for k in ks]
-        line, = ax.plot(ks, mean, marker="o", markersize=3, label=label)
-        ax.fill_between(ks, [100 * s.pass_at_k[k].low for k in ks], [100 * s.pass_at_k[k].high for k in ks],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
+        (line,) = ax.plot(ks, mean, marker="o", markersize=3, label=label)
+        ax.fill_between(
+            ks,
+            [100 * s.pass_at_k[k].low for k in ks],
+            [100 * s.pass_at_k[k].high for k in ks],
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+        )
     ax.set_xscale("log", base=2)
     ticks = sorted({k for s in summaries.values() for k in s.ks})
     ax.set_xticks(ticks, [str(k) for k in ticks])

@@ -62,18 +62,37 @@ class _Item:
     sampling_seconds: float
 
     @classmethod
-    def from_completion(cls, task: Task, problem: Problem, index: int, seed: int, completion: Completion,
-                        seconds: float) -> "_Item":
-        return cls(problem, index, seed, completion.text, task.extract_proof(completion.text, problem),
-                   len(completion.token_ids), completion.logprob_sum, completion.logprob_mean,
-                   completion.finish_reason, seconds)
+    def from_completion(
+        cls, task: Task, problem: Problem, index: int, seed: int, completion: Completion, seconds: float
+    ) -> _Item:
+        return cls(
+            problem,
+            index,
+            seed,
+            completion.text,
+            task.extract_proof(completion.text, problem),
+            len(completion.token_ids),
+            completion.logprob_sum,
+            completion.logprob_mean,
+            completion.finish_reason,
+            seconds,
+        )
 
     @classmethod
-    def from_record(cls, problem: Problem, record: Mapping[str, Any]) -> "_Item":
+    def from_record(cls, problem: Problem, record: Mapping[str, Any]) -> _Item:
         """A recorded sample whose check failed: checked again, not sampled again."""
-        return cls(problem, record["sample"], record["seed"], record["completion"], record["proof"],
-                   record["tokens"], record["logprob_sum"], record["logprob_mean"], record["finish_reason"],
-                   record.get("sampling_seconds", 0.0))
+        return cls(
+            problem,
+            record["sample"],
+            record["seed"],
+            record["completion"],
+            record["proof"],
+            record["tokens"],
+            record["logprob_sum"],
+            record["logprob_mean"],
+            record["finish_reason"],
+            record.get("sampling_seconds", 0.0),
+        )
 
     def record(self, verdict: Verdict) -> dict[str, Any]:
         return {
@@ -92,8 +111,9 @@ class _Item:
         }
 
 
-NO_PROOF = Verdict(Status.REJECTED, reason="no proof in the completion (malformed, or the closing marker is missing)",
-                   check="extract")
+NO_PROOF = Verdict(
+    Status.REJECTED, reason="no proof in the completion (malformed, or the closing marker is missing)", check="extract"
+)
 
 
 def _check_settings(run_dir: Path, settings: dict[str, Any]) -> None:
@@ -103,19 +123,39 @@ def _check_settings(run_dir: Path, settings: dict[str, Any]) -> None:
         path.write_text(json.dumps(settings, indent=2))
         return
     before = json.loads(path.read_text())
-    changed = {k: (before.get(k), settings.get(k)) for k in sorted(set(before) | set(settings))
-               if before.get(k) != settings.get(k)}
+    changed = {
+        k: (before.get(k), settings.get(k))
+        for k in sorted(set(before) | set(settings))
+        if before.get(k) != settings.get(k)
+    }
     if changed:
         lines = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changed.items())
-        raise EvalError(f"{run_dir} holds a run with other settings ({lines}); "
-                        "resume with the same settings or choose another run directory")
+        raise EvalError(
+            f"{run_dir} holds a run with other settings ({lines}); "
+            "resume with the same settings or choose another run directory"
+        )
 
 
-def evaluate(task: Task, sampler: Sampler, verifier: Verifier, problems: Sequence[Problem], *, samples: int,
-             run_dir: str | Path, ks: Sequence[int] | None = None, sampling_params: SamplingParams | None = None,
-             seed: int = 0, chunk_size: int = 4, error_retries: int = 2, bootstrap: int = 1000,
-             confidence: float = 0.95, identity: Mapping[str, Any] | None = None, config: Any = None,
-             lean_project: str | None = None, progress: bool = True) -> Summary:
+def evaluate(
+    task: Task,
+    sampler: Sampler,
+    verifier: Verifier,
+    problems: Sequence[Problem],
+    *,
+    samples: int,
+    run_dir: str | Path,
+    ks: Sequence[int] | None = None,
+    sampling_params: SamplingParams | None = None,
+    seed: int = 0,
+    chunk_size: int = 4,
+    error_retries: int = 2,
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    identity: Mapping[str, Any] | None = None,
+    config: Any = None,
+    lean_project: str | None = None,
+    progress: bool = True,
+) -> Summary:
     """Sample ``samples`` proofs per problem, verify them, and return (and save) the summary.
 
     Results stream to ``run_dir/samples.jsonl``; calling again with the same ``run_dir`` resumes:
@@ -133,9 +173,13 @@ def evaluate(task: Task, sampler: Sampler, verifier: Verifier, problems: Sequenc
     if len(set(names)) != len(names):
         raise ValueError("problem names must be unique: they key the results file")
     params = dataclasses.replace(sampling_params or SamplingParams(), n=samples, seed=None)
-    settings = {"samples": samples, "seed": seed, "task": getattr(task, "name", type(task).__name__),
-                "sampling": {k: v for k, v in dataclasses.asdict(params).items() if k not in ("n", "seed")},
-                **dict(identity or {})}
+    settings = {
+        "samples": samples,
+        "seed": seed,
+        "task": getattr(task, "name", type(task).__name__),
+        "sampling": {k: v for k, v in dataclasses.asdict(params).items() if k not in ("n", "seed")},
+        **dict(identity or {}),
+    }
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_settings(run_dir, json.loads(json.dumps(settings)))
@@ -154,8 +198,10 @@ def evaluate(task: Task, sampler: Sampler, verifier: Verifier, problems: Sequenc
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify"))
         pending: Future | None = None
         for start in range(0, len(work), chunk_size):
-            chunk = [_sample(task, sampler, params, problem, todo, reverify, seed)
-                     for problem, todo, reverify in work[start:start + chunk_size]]
+            chunk = [
+                _sample(task, sampler, params, problem, todo, reverify, seed)
+                for problem, todo, reverify in work[start : start + chunk_size]
+            ]
             if pending is not None:
                 pending.result()  # at most one chunk in verification: bounds memory, surfaces failures
             pending = pool.submit(_verify_and_write, task, verifier, chunk, writer, bar, error_retries)
@@ -165,14 +211,18 @@ def evaluate(task: Task, sampler: Sampler, verifier: Verifier, problems: Sequenc
     summary = summarize(records, names, samples, ks, bootstrap, confidence, seed, skipped)
     summary.save(run_dir)
     if summary.errors:
-        logger.warning("%d samples still have checker failures (ERROR) and are left out of pass@k; "
-                       "rerun the same command to check them again", summary.errors)
+        logger.warning(
+            "%d samples still have checker failures (ERROR) and are left out of pass@k; "
+            "rerun the same command to check them again",
+            summary.errors,
+        )
     logger.info("evaluated %d problems in %.1f s; summary in %s", len(problems), time.monotonic() - started, run_dir)
     return summary
 
 
-def _plan(problems: Sequence[Problem], records: Mapping[tuple[str, int], Mapping[str, Any]],
-          samples: int) -> list[tuple[Problem, list[int], list[Mapping[str, Any]]]]:
+def _plan(
+    problems: Sequence[Problem], records: Mapping[tuple[str, int], Mapping[str, Any]], samples: int
+) -> list[tuple[Problem, list[int], list[Mapping[str, Any]]]]:
     """For each unfinished problem: sample indices never recorded, and records to check again."""
     work = []
     for problem in problems:
@@ -184,8 +234,15 @@ def _plan(problems: Sequence[Problem], records: Mapping[tuple[str, int], Mapping
     return work
 
 
-def _sample(task: Task, sampler: Sampler, params: SamplingParams, problem: Problem, missing: list[int],
-            failed: list[Mapping[str, Any]], run_seed: int) -> list[_Item]:
+def _sample(
+    task: Task,
+    sampler: Sampler,
+    params: SamplingParams,
+    problem: Problem,
+    missing: list[int],
+    failed: list[Mapping[str, Any]],
+    run_seed: int,
+) -> list[_Item]:
     items = [_Item.from_record(problem, r) for r in failed]
     if not missing:
         return items
@@ -199,8 +256,14 @@ def _sample(task: Task, sampler: Sampler, params: SamplingParams, problem: Probl
     return items
 
 
-def _verify_and_write(task: Task, verifier: Verifier, chunk: list[list[_Item]], writer: RecordWriter,
-                      bar: EvalProgress, error_retries: int) -> None:
+def _verify_and_write(
+    task: Task,
+    verifier: Verifier,
+    chunk: list[list[_Item]],
+    writer: RecordWriter,
+    bar: EvalProgress,
+    error_retries: int,
+) -> None:
     """Check each distinct proof once, retry checker failures, append the chunk's records."""
     items = [item for problem_items in chunk for item in problem_items]
     requests: dict[str, ProofRequest] = {}
@@ -229,7 +292,7 @@ def _verify_and_write(task: Task, verifier: Verifier, chunk: list[list[_Item]], 
 
 def _backoff(attempt: int) -> None:
     """Give a restarting worker pool a moment before the next try (2, 4, 8 ... s, at most 30)."""
-    time.sleep(min(30.0, 2.0 ** attempt))
+    time.sleep(min(30.0, 2.0**attempt))
 
 
 def _check_with_retries(verifier: Verifier, requests: list[ProofRequest], retries: int) -> dict[str, Verdict]:
@@ -238,8 +301,13 @@ def _check_with_retries(verifier: Verifier, requests: list[ProofRequest], retrie
         failed = [r for r in requests if verdicts[r.key()].status is Status.ERROR]
         if not failed:
             break
-        logger.warning("checker failed on %d proofs (%s); retry %d of %d", len(failed),
-                       verdicts[failed[0].key()].reason or "no reason given", attempt, retries)
+        logger.warning(
+            "checker failed on %d proofs (%s); retry %d of %d",
+            len(failed),
+            verdicts[failed[0].key()].reason or "no reason given",
+            attempt,
+            retries,
+        )
         _backoff(attempt)
         verdicts.update(zip((r.key() for r in failed), verifier.check_batch(failed)))
     return verdicts

@@ -70,7 +70,7 @@ class Summary:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Summary":
+    def from_json(cls, data: Mapping[str, Any]) -> Summary:
         data = dict(data)
         data.pop("solved_fraction", None)
         data["pass_at_k"] = {int(k): Interval(**v) for k, v in data["pass_at_k"].items()}
@@ -85,7 +85,7 @@ class Summary:
         return path
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Summary":
+    def load(cls, run_dir: str | Path) -> Summary:
         path = Path(run_dir) / SUMMARY_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: is {run_dir} an evaluation run directory that finished?")
@@ -97,9 +97,16 @@ def normalize_proof(proof: str) -> str:
     return " ".join(proof.split())
 
 
-def summarize(records: Mapping[tuple[str, int], Mapping[str, Any]], problem_names: Sequence[str], samples: int,
-              ks: Sequence[int], bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-              skipped_lines: int = 0) -> Summary:
+def summarize(
+    records: Mapping[tuple[str, int], Mapping[str, Any]],
+    problem_names: Sequence[str],
+    samples: int,
+    ks: Sequence[int],
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    skipped_lines: int = 0,
+) -> Summary:
     """Summary of the records of ``problem_names`` (records of other problems are ignored)."""
     per_problem: dict[str, ProblemResult] = {}
     statuses: Counter[str] = Counter()
@@ -137,7 +144,9 @@ def summarize(records: Mapping[tuple[str, int], Mapping[str, Any]], problem_name
         pass_at_k=dict(zip(ks, intervals)),
         problems=len(per_problem),
         solved=sum(r.correct > 0 for r in per_problem.values()),
-        distinct_correct_mean=float(np.mean([r.distinct_correct for r in per_problem.values()])) if per_problem else 0.0,
+        distinct_correct_mean=float(np.mean([r.distinct_correct for r in per_problem.values()]))
+        if per_problem
+        else 0.0,
         mean_tokens=float(np.mean(tokens)) if tokens else None,
         mean_correct_tokens=float(np.mean(correct_tokens)) if correct_tokens else None,
         statuses=dict(sorted(statuses.items())),
@@ -152,8 +161,14 @@ def summarize(records: Mapping[tuple[str, int], Mapping[str, Any]], problem_name
     )
 
 
-def paired_difference(base: Summary, other: Summary, ks: Sequence[int] | None = None, resamples: int = 1000,
-                      confidence: float = 0.95, seed: int = 0) -> dict[int, Interval]:
+def paired_difference(
+    base: Summary,
+    other: Summary,
+    ks: Sequence[int] | None = None,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[int, Interval]:
     """pass@k of ``other`` minus ``base`` over the problems both ran, with a paired bootstrap interval.
 
     Resampling the per-problem differences cancels the problem-difficulty spread that dominates
@@ -176,10 +191,20 @@ def restrict(summary: Summary, names: Sequence[str], seed: int = 0) -> Summary:
     counts = [(r.samples, r.correct) for r in per_problem.values()]
     intervals = bootstrap_means(pass_at_k_matrix(counts, summary.ks), summary.bootstrap, summary.confidence, seed)
     return replace(
-        summary, pass_at_k=dict(zip(summary.ks, intervals)), problems=len(per_problem),
+        summary,
+        pass_at_k=dict(zip(summary.ks, intervals)),
+        problems=len(per_problem),
         solved=sum(r.correct > 0 for r in per_problem.values()),
-        distinct_correct_mean=float(np.mean([r.distinct_correct for r in per_problem.values()])) if per_problem else 0.0,
-        mean_tokens=None, mean_correct_tokens=None, statuses={},
+        distinct_correct_mean=float(np.mean([r.distinct_correct for r in per_problem.values()]))
+        if per_problem
+        else 0.0,
+        mean_tokens=None,
+        mean_correct_tokens=None,
+        statuses={},
         errors=sum(r.errors for r in per_problem.values()),
         incomplete=[name for name, r in per_problem.items() if r.samples < summary.samples],
-        sampling_seconds=0.0, verify_seconds=0.0, per_problem=per_problem, skipped_lines=0)
+        sampling_seconds=0.0,
+        verify_seconds=0.0,
+        per_problem=per_problem,
+        skipped_lines=0,
+    )

@@ -29,7 +29,7 @@ def trl_prompt(text: str, tokenizer) -> str:
     """
     bos = getattr(tokenizer, "bos_token", None)
     if bos and text.startswith(bos) and adds_bos(tokenizer):
-        return text[len(bos):]
+        return text[len(bos) :]
     return text
 
 
@@ -47,8 +47,14 @@ def build_dataset(task: Task, problems: Sequence[Problem], tokenizer, max_prompt
             continue
         rows.append({"prompt": prompt, "name": problem.name, "statement": problem.statement, "header": problem.header})
     if too_long:
-        logger.warning("left out %d of %d problems whose prompt exceeds %d tokens: %s%s", len(too_long), len(problems),
-                       max_prompt_tokens, ", ".join(too_long[:10]), " ..." if len(too_long) > 10 else "")
+        logger.warning(
+            "left out %d of %d problems whose prompt exceeds %d tokens: %s%s",
+            len(too_long),
+            len(problems),
+            max_prompt_tokens,
+            ", ".join(too_long[:10]),
+            " ..." if len(too_long) > 10 else "",
+        )
     if not rows:
         raise ValueError(f"no training problems left (of {len(problems)}; max_prompt_tokens={max_prompt_tokens})")
     return Dataset.from_list(rows)

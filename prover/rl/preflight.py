@@ -41,7 +41,7 @@ def default_eval_set(task: TaskConfig) -> str:
     return "test" if task.name == "synthetic" else "minif2f-test"
 
 
-def eval_task_config(config: "TrainConfig") -> TaskConfig:
+def eval_task_config(config: TrainConfig) -> TaskConfig:
     """The task settings of the before/after evaluation: the training task on the evaluation set."""
     return replace(config.task, dataset=config.eval.dataset or default_eval_set(config.task), limit=config.eval.limit)
 
@@ -80,12 +80,15 @@ def check_report_to(report_to: list[str]) -> None:
         if available is None:
             available = lambda n=name: importlib.util.find_spec(n) is not None  # noqa: E731
         if not available():
-            hint = (f"pip install -e '.[{REPORTING_EXTRAS[name]}]'" if name in REPORTING_EXTRAS
-                    else f"install the {name} package")
+            hint = (
+                f"pip install -e '.[{REPORTING_EXTRAS[name]}]'"
+                if name in REPORTING_EXTRAS
+                else f"install the {name} package"
+            )
             raise SetupError(f"grpo.report_to: {name} is not installed ({hint}), or set --grpo.report_to none")
 
 
-def check_lean(config: "TrainConfig") -> None:
+def check_lean(config: TrainConfig) -> None:
     """The Lean project and its REPL binary exist (the verifier would fail on them after the model loads)."""
     from prover.verifier.errors import LeanSetupError
     from prover.verifier.lean_project import find_lean_project, find_repl
@@ -96,7 +99,7 @@ def check_lean(config: "TrainConfig") -> None:
         raise SetupError(f"verifier: {exc}") from None
 
 
-def check_training_setup(config: "TrainConfig") -> Setup:
+def check_training_setup(config: TrainConfig) -> Setup:
     """Check every input of a training run; returns the task and the training problems."""
     try:
         task = make_task(config.task)

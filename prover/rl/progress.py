@@ -45,12 +45,16 @@ def quiet_library_bars() -> None:
 
 def _fmt_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
         else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
-def format_line(step: int, max_steps: int, logs: dict[str, Any], elapsed: float | None = None,
-                eta: float | None = None) -> str:
+def format_line(
+    step: int, max_steps: int, logs: dict[str, Any], elapsed: float | None = None, eta: float | None = None
+) -> str:
     """``step 40/400 (10%) 0:12 ETA 1:48 · loss 0.0123 · pass 0.61 · solved 312 · ...``"""
     parts = [f"step {step}/{max_steps} ({100 * step // max(1, max_steps)}%)"]
     if elapsed is not None:

@@ -34,8 +34,9 @@ Score = Callable[[Sequence[Problem], Sequence[str]], Sequence[float | None]]
 
 
 @torch.no_grad()
-def completion_logprobs(model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-                        batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def completion_logprobs(
+    model, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]], batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of token log-probs, token count) of each completion after its prompt, at temperature 1.
 
     Rows are batched in the order given, so the same list on the same weights gives bit-identical
@@ -46,16 +47,20 @@ def completion_logprobs(model, prompt_ids: Sequence[Sequence[int]], completion_i
     model.eval()
     sums, counts = [], []
     for start in range(0, len(prompt_ids), batch_size):
-        rows = [list(p) + list(c) for p, c in zip(prompt_ids[start:start + batch_size],
-                                                  completion_ids[start:start + batch_size], strict=True)]
+        rows = [
+            list(p) + list(c)
+            for p, c in zip(
+                prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size], strict=True
+            )
+        ]
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
         target = torch.zeros(len(rows), width, dtype=torch.bool)  # positions whose token is a completion token
-        for i, (row, p) in enumerate(zip(rows, prompt_ids[start:start + batch_size], strict=True)):
-            ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
-            target[i, len(p):len(row)] = True
+        for i, (row, p) in enumerate(zip(rows, prompt_ids[start : start + batch_size], strict=True)):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+            target[i, len(p) : len(row)] = True
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()  # (b, L, V)
         logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
         tgt = target[:, 1:].to(device)  # token t+1 is predicted at position t
@@ -90,8 +95,9 @@ class RankBiasResult:
             out.append(risen / n if n else None)
         return out
 
-    def binned_intervals(self, bins: int = 4, resamples: int = 2000, confidence: float = 0.95,
-                         seed: int = 0) -> list[tuple[float, float, float] | None]:
+    def binned_intervals(
+        self, bins: int = 4, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+    ) -> list[tuple[float, float, float] | None]:
         """(rate, low, high) per rank bin, the interval a bootstrap over probe problems: the proofs of one
         problem rise and fall together, so resampling single proofs would understate the spread."""
         if not self.outcomes:
@@ -128,21 +134,38 @@ class RankBiasProbe:
         self.samples = samples  # each: problem, rank, prompt_ids, completion_ids, initial_logp
 
     @classmethod
-    def sample(cls, model, tokenizer, prompts: Sequence[str], problems: Sequence[Problem], score: Score,
-               group_size: int, max_new_tokens: int = 512, temperature: float = 1.0, seed: int = 0,
-               rank_key: str = "mean", batch_size: int = 16) -> "RankBiasProbe":
+    def sample(
+        cls,
+        model,
+        tokenizer,
+        prompts: Sequence[str],
+        problems: Sequence[Problem],
+        score: Score,
+        group_size: int,
+        max_new_tokens: int = 512,
+        temperature: float = 1.0,
+        seed: int = 0,
+        rank_key: str = "mean",
+        batch_size: int = 16,
+    ) -> RankBiasProbe:
         """Draw ``group_size`` completions per prompt from ``model`` and keep the correct ones."""
         device = next(model.parameters()).device
         kept = []
         for index, (prompt, problem) in enumerate(zip(prompts, problems, strict=True)):
             prompt_ids = tokenizer(text=prompt)["input_ids"]
             torch.manual_seed(seed + index)
-            out = model.generate(input_ids=torch.tensor([prompt_ids], device=device),
-                                 attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=device),
-                                 do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
-                                 max_new_tokens=max_new_tokens, num_return_sequences=group_size,
-                                 pad_token_id=tokenizer.pad_token_id)
-            completions = [_until_eos(row[len(prompt_ids):].tolist(), tokenizer) for row in out]
+            out = model.generate(
+                input_ids=torch.tensor([prompt_ids], device=device),
+                attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long, device=device),
+                do_sample=True,
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=group_size,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            completions = [_until_eos(row[len(prompt_ids) :].tolist(), tokenizer) for row in out]
             texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
             rewards = score([problem] * group_size, texts)
             sums, counts = completion_logprobs(model, [prompt_ids] * group_size, completions, batch_size)
@@ -152,22 +175,31 @@ class RankBiasProbe:
             # average (the reward's rule), which would pile a group's most frequent proof into
             # one middle bin and leave the top bin nearly empty.
             ranks = likelihood_ranks(keys, group_size, sample_ids=ids, ties="first")
-            kept += [{"problem": problem.name, "rank": int(ranks[i]), "prompt_ids": prompt_ids,
-                      "completion_ids": completions[i]}
-                     for i, r in enumerate(rewards) if r is not None and r > 0]
+            kept += [
+                {
+                    "problem": problem.name,
+                    "rank": int(ranks[i]),
+                    "prompt_ids": prompt_ids,
+                    "completion_ids": completions[i],
+                }
+                for i, r in enumerate(rewards)
+                if r is not None and r > 0
+            ]
         probe = cls(group_size, kept)
         initial = probe._logps(model, batch_size)
         for s, lp in zip(kept, initial.tolist(), strict=True):
             s["initial_logp"] = lp
-        logger.info("rank-bias probe: %d correct proofs of %d problems (%d samples each)", len(kept), len(prompts),
-                    group_size)
+        logger.info(
+            "rank-bias probe: %d correct proofs of %d problems (%d samples each)", len(kept), len(prompts), group_size
+        )
         return probe
 
     def _logps(self, model, batch_size: int = 16) -> torch.Tensor:
         if not self.samples:
             return torch.zeros(0)
-        return completion_logprobs(model, [s["prompt_ids"] for s in self.samples],
-                                   [s["completion_ids"] for s in self.samples], batch_size)[0]
+        return completion_logprobs(
+            model, [s["prompt_ids"] for s in self.samples], [s["completion_ids"] for s in self.samples], batch_size
+        )[0]
 
     def uplift(self, model, step: int, batch_size: int = 16) -> RankBiasResult:
         """Per initial rank, the fraction of the probe's correct proofs whose log-prob has risen."""
@@ -189,7 +221,7 @@ class RankBiasProbe:
         Path(path).write_text(json.dumps({"group_size": self.group_size, "samples": self.samples}))
 
     @classmethod
-    def load(cls, path: str | Path) -> "RankBiasProbe":
+    def load(cls, path: str | Path) -> RankBiasProbe:
         data = json.loads(Path(path).read_text())
         return cls(data["group_size"], data["samples"])
 
@@ -197,7 +229,7 @@ class RankBiasProbe:
 def _until_eos(ids: list[int], tokenizer) -> list[int]:
     """A generated row up to and including its first EOS (the rest is padding)."""
     eos = tokenizer.eos_token_id
-    return ids[:ids.index(eos) + 1] if eos in ids else [t for t in ids if t != tokenizer.pad_token_id]
+    return ids[: ids.index(eos) + 1] if eos in ids else [t for t in ids if t != tokenizer.pad_token_id]
 
 
 def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int = 8, title: str = "") -> Path:
@@ -214,8 +246,9 @@ def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int =
         rates = res.binned(b)
         xs = [(j + 0.5) / b for j in range(b) if rates[j] is not None]
         ys = [100 * r for r in rates if r is not None]
-        ax.plot(xs, ys, marker="o", markersize=3, color=cmap(1 - (i + 1) / (len(results) + 1)),
-                label=f"step {res.step}")
+        ax.plot(
+            xs, ys, marker="o", markersize=3, color=cmap(1 - (i + 1) / (len(results) + 1)), label=f"step {res.step}"
+        )
     ax.set_xlabel("initial likelihood rank of the correct proof (0 = least likely, 1 = most)")
     ax.set_ylabel("uplift rate (% with risen log-prob)")
     ax.set_ylim(-5, 105)
@@ -235,8 +268,9 @@ def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int =
 QUARTERS = ("least likely", "2nd", "3rd", "most likely")
 
 
-def plot_uplift_comparison(results: dict[str, RankBiasResult], path: str | Path, bins: int = 4, title: str = "",
-                           confidence: float = 0.95) -> Path:
+def plot_uplift_comparison(
+    results: dict[str, RankBiasResult], path: str | Path, bins: int = 4, title: str = "", confidence: float = 0.95
+) -> Path:
     """Uplift rate by initial-rank bin, one line per run (e.g. GRPO and GRPO + unlikeliness, same probe),
     each point with its bootstrap interval over probe problems."""
     import matplotlib
@@ -253,15 +287,24 @@ def plot_uplift_comparison(results: dict[str, RankBiasResult], path: str | Path,
         low = np.array([100 * c[1] for c in cells if c is not None])
         high = np.array([100 * c[2] for c in cells if c is not None])
         n = sum(result.counts)
-        ax.errorbar(xs, mean, yerr=np.vstack([mean - low, high - mean]), marker="o", markersize=4, capsize=3,
-                    label=f"{label} ({n} proofs)")
+        ax.errorbar(
+            xs,
+            mean,
+            yerr=np.vstack([mean - low, high - mean]),
+            marker="o",
+            markersize=4,
+            capsize=3,
+            label=f"{label} ({n} proofs)",
+        )
     ticks = list(range(1, bins + 1))
     ax.set_xticks(ticks, list(QUARTERS) if bins == 4 else [f"bin {b}" for b in ticks])
     ax.set_xlabel("initial likelihood rank of the correct proof in its group (quarters)")
     ax.set_ylabel("uplift rate (% whose log-prob rose)")
     ax.set_ylim(-5, 105)
-    ax.set_title(title or f"Rank bias at the end of training ({100 * confidence:.0f}% intervals over probe problems)",
-                 fontsize="medium")
+    ax.set_title(
+        title or f"Rank bias at the end of training ({100 * confidence:.0f}% intervals over probe problems)",
+        fontsize="medium",
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -278,8 +321,13 @@ class RankBiasCallback(TrainerCallback):
     ``<dir>/rank_bias.jsonl``, redraws ``<dir>/rank_bias.png``, and reports the binned rates through
     ``log_metric`` (``rank_bias/uplift_q1`` = least likely quarter ... ``q4``)."""
 
-    def __init__(self, out_dir: str | Path, build: Callable[[Any], RankBiasProbe], every: int,
-                 log_metric: Callable[[str, float], None] | None = None):
+    def __init__(
+        self,
+        out_dir: str | Path,
+        build: Callable[[Any], RankBiasProbe],
+        every: int,
+        log_metric: Callable[[str, float], None] | None = None,
+    ):
         if every < 1:
             raise ValueError(f"rank-bias evaluation interval must be >= 1 step, got {every}")
         self.dir = Path(out_dir)
@@ -323,8 +371,11 @@ class RankBiasCallback(TrainerCallback):
             f.write(json.dumps(asdict(result)) + "\n")
         plot_uplift(self.history(), self.plot_path)
         quarters = result.binned(4)
-        logger.info("step %d rank-bias uplift by quarter (least likely first): %s", state.global_step,
-                    ", ".join("-" if q is None else f"{100 * q:.0f}%" for q in quarters))
+        logger.info(
+            "step %d rank-bias uplift by quarter (least likely first): %s",
+            state.global_step,
+            ", ".join("-" if q is None else f"{100 * q:.0f}%" for q in quarters),
+        )
         if self.log_metric is not None:
             for i, q in enumerate(quarters, 1):
                 self.log_metric(f"rank_bias/uplift_q{i}", math.nan if q is None else q)

@@ -69,8 +69,11 @@ def discard_incomplete_checkpoints(run_dir: str | Path) -> list[Path]:
     from transformers.trainer import TRAINER_STATE_NAME
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    removed = [p for p in Path(run_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-               if p.is_dir() and not (p / TRAINER_STATE_NAME).is_file()]
+    removed = [
+        p
+        for p in Path(run_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if p.is_dir() and not (p / TRAINER_STATE_NAME).is_file()
+    ]
     for path in removed:
         logger.warning("removing %s: its save was cut short (no %s)", path, TRAINER_STATE_NAME)
         shutil.rmtree(path, ignore_errors=True)
@@ -83,16 +86,23 @@ def state_file(checkpoint: str | Path, process_index: int) -> Path:
 
 def save_resume_state(trainer: Any, checkpoint: str | Path) -> None:
     """TRL's step counter and buffered generation batch, and the hold flag, of this process."""
-    state = {"step": trainer._step, "buffered_inputs": trainer._buffered_inputs,
-             "hold": getattr(trainer, "_hold", False)}
+    state = {
+        "step": trainer._step,
+        "buffered_inputs": trainer._buffered_inputs,
+        "hold": getattr(trainer, "_hold", False),
+    }
     torch.save(state, state_file(checkpoint, trainer.accelerator.process_index))
 
 
 def load_resume_state(trainer: Any, checkpoint: str | Path) -> None:
     path = state_file(checkpoint, trainer.accelerator.process_index)
     if not path.is_file():
-        logger.warning("%s holds no %s (an older checkpoint): the resumed run samples a new batch where the "
-                       "uninterrupted one reused its buffered batch, so the two will differ", checkpoint, path.name)
+        logger.warning(
+            "%s holds no %s (an older checkpoint): the resumed run samples a new batch where the "
+            "uninterrupted one reused its buffered batch, so the two will differ",
+            checkpoint,
+            path.name,
+        )
         return
     state = torch.load(path, map_location=trainer.accelerator.device, weights_only=False)
     trainer._step = state["step"]

@@ -52,9 +52,16 @@ class ProofReward:
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
         self._proved: list[dict[str, str]] = []
 
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], name: Sequence[str],
-                 statement: Sequence[str], header: Sequence[str],
-                 log_metric: Callable[[str, float], None] | None = None, **_: Any) -> list[float | None]:
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        name: Sequence[str],
+        statement: Sequence[str],
+        header: Sequence[str],
+        log_metric: Callable[[str, float], None] | None = None,
+        **_: Any,
+    ) -> list[float | None]:
         problems = [Problem(name=n, statement=s, header=h) for n, s, h in zip(name, statement, header, strict=True)]
         texts = [completion_text(c) for c in completions]
         start = time.perf_counter()
@@ -69,12 +76,15 @@ class ProofReward:
         """Rewards for completions of the given problems (the rank-bias probe uses this)."""
         return [v.reward() if v is not None else 0.0 for v in self.verdicts(problems, completions, record=False)[0]]
 
-    def verdicts(self, problems: Sequence[Problem], completions: Sequence[str],
-                 record: bool = True) -> tuple[list[Verdict | None], dict[str, float]]:
+    def verdicts(
+        self, problems: Sequence[Problem], completions: Sequence[str], record: bool = True
+    ) -> tuple[list[Verdict | None], dict[str, float]]:
         """One verdict per completion (None: no proof could be extracted) and batch statistics."""
         proofs = [self.task.extract_proof(text, p) for text, p in zip(completions, problems, strict=True)]
-        requests = [self.task.proof_request(p, proof) if proof is not None else None
-                    for p, proof in zip(problems, proofs, strict=True)]
+        requests = [
+            self.task.proof_request(p, proof) if proof is not None else None
+            for p, proof in zip(problems, proofs, strict=True)
+        ]
         todo: dict[str, ProofRequest] = {}
         for req in requests:
             if req is not None and req.key() not in self._cache:
@@ -99,8 +109,12 @@ class ProofReward:
                 self._proved.append({"name": problem.name, "statement": problem.statement, "proof": proof})
         errors = sum(v is not None and v.status is Status.ERROR for v in verdicts)
         if errors:
-            logger.warning("verifier failed on %d of %d proofs (reward None): %s", errors, len(verdicts),
-                           next(v.reason for v in verdicts if v is not None and v.status is Status.ERROR))
+            logger.warning(
+                "verifier failed on %d of %d proofs (reward None): %s",
+                errors,
+                len(verdicts),
+                next(v.reason for v in verdicts if v is not None and v.status is Status.ERROR),
+            )
         stats = {
             "no_proof_frac": sum(r is None for r in requests) / max(1, len(requests)),
             "checked": float(len(todo)),

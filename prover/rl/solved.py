@@ -33,7 +33,7 @@ class SolvedProofs:
             text = self.path.read_text()
             if text and not text.endswith("\n"):  # a write cut short by a crash or Ctrl-C: no whole record
                 logger.warning("%s: dropping a torn last line (an interrupted write)", self.path)
-                text = text[:text.rfind("\n") + 1]
+                text = text[: text.rfind("\n") + 1]
                 self.path.write_text(text)
             for lineno, line in enumerate(text.splitlines(), 1):
                 if not line.strip():
@@ -64,8 +64,11 @@ class SolvedProofs:
         tmp.replace(self.path)
         self._seen = {_proof_key(r["name"], r["proof"]) for r in kept}
         self.names = {r["name"] for r in kept}
-        logger.info("dropped %d solved proofs found from step %d on (the checkpoint resumed from)",
-                    len(records) - len(kept), step)
+        logger.info(
+            "dropped %d solved proofs found from step %d on (the checkpoint resumed from)",
+            len(records) - len(kept),
+            step,
+        )
         return len(records) - len(kept)
 
     def add(self, records: Iterable[dict[str, Any]], step: int) -> int:

@@ -39,10 +39,10 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather_object
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import pad
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from prover.rl.config import ProverGRPOConfig
 from prover.rl.resume_state import ReplayRepeatSampler, load_resume_state, save_resume_state
@@ -156,12 +156,16 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         prompt = pad(prompt_ids, padding_value=pad_id, padding_side="left").to(device)  # (B, P)
         prompt_mask = pad([torch.ones_like(t) for t in prompt_ids], padding_value=0, padding_side="left").to(device)
         completion = pad(completion_ids, padding_value=pad_id, padding_side="right").to(device)  # (B, C)
-        completion_mask = pad([torch.ones_like(t) for t in completion_ids], padding_value=0,
-                              padding_side="right").to(device)
+        completion_mask = pad([torch.ones_like(t) for t in completion_ids], padding_value=0, padding_side="right").to(
+            device
+        )
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             logps, _, _ = self._get_per_token_logps_and_entropies(
-                self.model, torch.cat([prompt, completion], dim=1), torch.cat([prompt_mask, completion_mask], dim=1),
-                completion.size(1), batch_size=self.args.per_device_train_batch_size,
+                self.model,
+                torch.cat([prompt, completion], dim=1),
+                torch.cat([prompt_mask, completion_mask], dim=1),
+                completion.size(1),
+                batch_size=self.args.per_device_train_batch_size,
             )  # (B, C)
         self._ranking_logps = {"logps": logps, "mask": completion_mask}
         keys = sequence_logprob(logps.float(), completion_mask, self.args.rank_key)
@@ -170,15 +174,23 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
     def _trl_computes_old_logps(self) -> bool:
         """TRL 1.16's condition for computing ``old_per_token_logps`` in _generate_and_score_completions."""
         generate_every = self.args.steps_per_generation * self.num_iterations
-        return bool(self.args.gradient_accumulation_steps % generate_every != 0
-                    or (self.use_vllm and self.vllm_importance_sampling_correction))
+        return bool(
+            self.args.gradient_accumulation_steps % generate_every != 0
+            or (self.use_vllm and self.vllm_importance_sampling_correction)
+        )
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           **kwargs):
-        out = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                         batch_size, **kwargs)
-        if self._old_logps is not None and "logps" not in self._old_logps and model is self.model \
-                and not torch.is_grad_enabled():
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kwargs
+    ):
+        out = super()._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
+        )
+        if (
+            self._old_logps is not None
+            and "logps" not in self._old_logps
+            and model is self.model
+            and not torch.is_grad_enabled()
+        ):
             self._old_logps = {"logps": out[0], "mask": attention_mask[:, -logits_to_keep:]}
         return out
 
@@ -195,8 +207,12 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         start = time.perf_counter()
         # Truncated completions masked out of the attention would give the ranking no tokens: rank them ourselves.
-        capture = (self.model.training and self.args.unlikeliness and self._trl_computes_old_logps()
-                   and not self.mask_truncated_completions)
+        capture = (
+            self.model.training
+            and self.args.unlikeliness
+            and self._trl_computes_old_logps()
+            and not self.mask_truncated_completions
+        )
         self._old_logps = {} if capture else None
         self._advantages = self._ranking_logps = None
         try:
@@ -206,7 +222,7 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         if self.model.training and self._advantages is not None:
             local = len(output["advantages"])
             rank = self.accelerator.process_index
-            output["advantages"] = self._advantages[rank * local:(rank + 1) * local].to(output["advantages"].device)
+            output["advantages"] = self._advantages[rank * local : (rank + 1) * local].to(output["advantages"].device)
         self._scoring_time += time.perf_counter() - start
         return output
 
@@ -265,15 +281,16 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         log-probs and advantages, computed when it was sampled, remain valid.
         """
         output = self._generate_and_score_completions(inputs)
-        unknown = sorted(k for k, v in output.items()
-                         if k not in ROW_KEYS and k != "num_items_in_batch" and v is not None)
+        unknown = sorted(
+            k for k, v in output.items() if k not in ROW_KEYS and k != "num_items_in_batch" and v is not None
+        )
         if unknown:
             raise ValueError(f"dynamic_update cannot buffer {unknown} (multimodal inputs); set dynamic_update: false")
         if output.get("old_per_token_logps") is None:  # needed from the update's second optimizer step on
             output["old_per_token_logps"] = self._sampling_logps(output)
         local = len(output["advantages"])
         rank = self.accelerator.process_index
-        keep = self._row_signal[rank * local:(rank + 1) * local]
+        keep = self._row_signal[rank * local : (rank + 1) * local]
         self._buffer.append(select_rows(output, keep.nonzero().squeeze(-1)))
         self._buffer_size += int(self._row_signal.sum().item())
         metrics = self._metrics["train"]
@@ -294,10 +311,21 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         step_rows = self.args.per_device_train_batch_size * processes * ga
         # TRL's token-level losses (dapo) divide by num_items_in_batch / processes x accumulation / steps_per_generation
         # (GRPOTrainer._compute_loss): scaled so, each optimizer step is the mean over its own loss tokens.
-        steps = plan_update(rows, step_rows, processes, ga, self.accelerator.process_index,
-                            items_scale=self.args.steps_per_generation / ga)
-        logger.info("dynamic update: %d samples with signal, %d optimizer steps of up to %d samples x %d epochs",
-                    len(rows["advantages"]), len(steps), step_rows, self.num_iterations)
+        steps = plan_update(
+            rows,
+            step_rows,
+            processes,
+            ga,
+            self.accelerator.process_index,
+            items_scale=self.args.steps_per_generation / ga,
+        )
+        logger.info(
+            "dynamic update: %d samples with signal, %d optimizer steps of up to %d samples x %d epochs",
+            len(rows["advantages"]),
+            len(steps),
+            step_rows,
+            self.num_iterations,
+        )
         return [step for _ in range(self.num_iterations) for step in steps]
 
     def _sampling_logps(self, output: dict[str, Any]) -> torch.Tensor:
@@ -310,8 +338,12 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         attention_mask = torch.cat([output["prompt_mask"], completion_mask], dim=1)
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             logps, _, _ = self._get_per_token_logps_and_entropies(
-                self.model, input_ids, attention_mask, completion_mask.size(1),
-                batch_size=self.args.per_device_train_batch_size)
+                self.model,
+                input_ids,
+                attention_mask,
+                completion_mask.size(1),
+                batch_size=self.args.per_device_train_batch_size,
+            )
         return logps
 
     # ---- checkpoints: the dynamic update's state travels with the RNG state --------------------------
@@ -325,8 +357,16 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         folder.mkdir(parents=True, exist_ok=True)
         save_resume_state(self, folder)
         if self.args.dynamic_update:
-            torch.save({"rows": self._buffer, "size": self._buffer_size, "pending": self._pending, "plan": self._plan,
-                        "processes": self.accelerator.num_processes}, self._state_file(folder))
+            torch.save(
+                {
+                    "rows": self._buffer,
+                    "size": self._buffer_size,
+                    "pending": self._pending,
+                    "plan": self._plan,
+                    "processes": self.accelerator.num_processes,
+                },
+                self._state_file(folder),
+            )
         super()._save_checkpoint(model, trial)
 
     def _load_rng_state(self, checkpoint):
@@ -345,18 +385,31 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
             return
         state = torch.load(path, map_location="cpu")
         if state.get("processes", 1) != self.accelerator.num_processes:
-            raise ValueError(f"{path}: saved by {state.get('processes', 1)} processes, resumed with "
-                             f"{self.accelerator.num_processes}; resume with the same number of processes")
+            raise ValueError(
+                f"{path}: saved by {state.get('processes', 1)} processes, resumed with "
+                f"{self.accelerator.num_processes}; resume with the same number of processes"
+            )
         self._buffer, self._buffer_size = state["rows"], state["size"]
         self._pending, self._plan = state.get("pending", []), state.get("plan", [])
-        logger.info("resumed the dynamic update: %d samples with signal, %d prompt batches to sample, "
-                    "%d optimizer steps to take", self._buffer_size, len(self._pending), len(self._plan))
+        logger.info(
+            "resumed the dynamic update: %d samples with signal, %d prompt batches to sample, "
+            "%d optimizer steps to take",
+            self._buffer_size,
+            len(self._pending),
+            len(self._plan),
+        )
 
     def _get_train_sampler(self, dataset=None):
         """TRL's sampler, made to give every epoch the same order in a resumed run (prover.rl.resume_state)."""
         sampler = super()._get_train_sampler(dataset)
-        return ReplayRepeatSampler(sampler.data_source, sampler.mini_repeat_count, sampler.batch_size,
-                                   sampler.repeat_count, sampler.shuffle, sampler.seed)
+        return ReplayRepeatSampler(
+            sampler.data_source,
+            sampler.mini_repeat_count,
+            sampler.batch_size,
+            sampler.repeat_count,
+            sampler.shuffle,
+            sampler.seed,
+        )
 
     def create_model_card(self, *args, **kwargs):
         """TRL writes a generic card at every checkpoint; prover.rl.model_card writes the run's own at the end."""
@@ -386,8 +439,9 @@ class UnlikelinessGRPOTrainer(GRPOTrainer):
         # the reference steps only below the threshold: a norm of exactly 20 is skipped
         too_large = threshold is not None and not (math.isfinite(norm) and norm < threshold)
         if too_large and not self._hold:
-            logger.warning("step %d: gradient norm %.3g >= %g, optimizer step skipped",
-                           self.state.global_step, norm, threshold)
+            logger.warning(
+                "step %d: gradient norm %.3g >= %g, optimizer step skipped", self.state.global_step, norm, threshold
+            )
         if self._hold or too_large:
             for p in model.parameters():
                 p.grad = None

@@ -46,8 +46,13 @@ def sequence_logprob(per_token_logps: torch.Tensor, mask: torch.Tensor, key: Ran
     return total / mask.sum(-1).clamp(min=1.0)
 
 
-def likelihood_ranks(keys: torch.Tensor, group_size: int, include: torch.Tensor | None = None,
-                     sample_ids: torch.Tensor | None = None, ties: TieRule = "average") -> torch.Tensor:
+def likelihood_ranks(
+    keys: torch.Tensor,
+    group_size: int,
+    include: torch.Tensor | None = None,
+    sample_ids: torch.Tensor | None = None,
+    ties: TieRule = "average",
+) -> torch.Tensor:
     """Rank of each row within its group by ascending key: 0 is the least likely.
 
     Rows with equal ``sample_ids`` (the same completion sampled twice) first get one key, the mean
@@ -77,8 +82,14 @@ def likelihood_ranks(keys: torch.Tensor, group_size: int, include: torch.Tensor 
     return torch.where(inc, ranks, torch.full_like(ranks, float("nan"))).view(-1)
 
 
-def unlikeliness_factors(rewards: torch.Tensor, keys: torch.Tensor, group_size: int, beta_rank: float,
-                         rank_set: RankSet = "all", sample_ids: torch.Tensor | None = None) -> torch.Tensor:
+def unlikeliness_factors(
+    rewards: torch.Tensor,
+    keys: torch.Tensor,
+    group_size: int,
+    beta_rank: float,
+    rank_set: RankSet = "all",
+    sample_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-row multiplier ``1 - beta_rank * r / G`` for correct rows (reward > 0), 1 elsewhere.
 
     ``rank_set="all"`` ranks every sample of the group (the reference); ``"correct"`` ranks the
@@ -94,8 +105,14 @@ def unlikeliness_factors(rewards: torch.Tensor, keys: torch.Tensor, group_size: 
     return torch.where(correct, factors, torch.ones_like(factors))
 
 
-def shape_rewards(rewards: torch.Tensor, keys: torch.Tensor, group_size: int, beta_rank: float,
-                  rank_set: RankSet = "all", sample_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def shape_rewards(
+    rewards: torch.Tensor,
+    keys: torch.Tensor,
+    group_size: int,
+    beta_rank: float,
+    rank_set: RankSet = "all",
+    sample_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(shaped rewards, factors): correct rows scaled by their factor; wrong and NaN rows unchanged."""
     factors = unlikeliness_factors(rewards, keys, group_size, beta_rank, rank_set, sample_ids)
     shaped = torch.where(rewards > 0, rewards * factors, rewards)

@@ -22,10 +22,15 @@ from trl.trainer.utils import pad
 # (images) is refused by the trainer.
 LEFT, RIGHT = "left", "right"
 ROW_KEYS: dict[str, tuple[str, Any] | None] = {
-    "prompt_ids": (LEFT, "pad"), "prompt_mask": (LEFT, 0),
-    "completion_ids": (RIGHT, "pad"), "completion_mask": (RIGHT, 0), "tool_mask": (RIGHT, 1),
-    "old_per_token_logps": (RIGHT, 0.0), "ref_per_token_logps": (RIGHT, 0.0),
-    "sampling_per_token_logps": (RIGHT, 0.0), "importance_sampling_ratio": (RIGHT, 1.0),
+    "prompt_ids": (LEFT, "pad"),
+    "prompt_mask": (LEFT, 0),
+    "completion_ids": (RIGHT, "pad"),
+    "completion_mask": (RIGHT, 0),
+    "tool_mask": (RIGHT, 1),
+    "old_per_token_logps": (RIGHT, 0.0),
+    "ref_per_token_logps": (RIGHT, 0.0),
+    "sampling_per_token_logps": (RIGHT, 0.0),
+    "importance_sampling_ratio": (RIGHT, 1.0),
     "advantages": None,
 }
 Rows = dict[str, torch.Tensor]  # ROW_KEYS -> (n, ...) tensors, one row per sample
@@ -33,8 +38,7 @@ Rows = dict[str, torch.Tensor]  # ROW_KEYS -> (n, ...) tensors, one row per samp
 
 def select_rows(batch: dict[str, Any], index: torch.Tensor) -> Rows:
     """The rows ``index`` of a TRL output batch, on the CPU (the buffer waits there, off the GPU)."""
-    return {k: batch[k].index_select(0, index.to(batch[k].device)).cpu()
-            for k in ROW_KEYS if batch.get(k) is not None}
+    return {k: batch[k].index_select(0, index.to(batch[k].device)).cpu() for k in ROW_KEYS if batch.get(k) is not None}
 
 
 def concat_rows(parts: list[Rows], pad_id: int) -> Rows:
@@ -48,8 +52,9 @@ def concat_rows(parts: list[Rows], pad_id: int) -> Rows:
             continue
         side, fill = ROW_KEYS[key]
         rows = [row for v in values for row in v]  # pad() takes a list of per-row tensors
-        out[key] = pad(rows, padding_value=pad_id if fill == "pad" else fill, padding_side=side) if rows \
-            else torch.cat(values)
+        out[key] = (
+            pad(rows, padding_value=pad_id if fill == "pad" else fill, padding_side=side) if rows else torch.cat(values)
+        )
     return out
 
 
@@ -87,8 +92,9 @@ def _micro_batch(rows: Rows, index: torch.Tensor, size: int, filler: int) -> Row
     return batch
 
 
-def plan_update(rows: Rows, step_rows: int, processes: int, micro_batches: int, rank: int,
-                items_scale: float = 1.0) -> list[list[Rows]]:
+def plan_update(
+    rows: Rows, step_rows: int, processes: int, micro_batches: int, rank: int, items_scale: float = 1.0
+) -> list[list[Rows]]:
     """This process's share of one epoch over ``rows``: one list of ``micro_batches`` batches per step.
 
     Step s takes rows [s * step_rows, (s + 1) * step_rows) in order. Its n rows go round-robin to
@@ -101,15 +107,16 @@ def plan_update(rows: Rows, step_rows: int, processes: int, micro_batches: int, 
     if total == 0:
         raise ValueError("plan_update needs at least one row")
     if step_rows % (processes * micro_batches):
-        raise ValueError(f"step_rows ({step_rows}) must be a multiple of processes x micro-batches "
-                         f"({processes} x {micro_batches})")
+        raise ValueError(
+            f"step_rows ({step_rows}) must be a multiple of processes x micro-batches ({processes} x {micro_batches})"
+        )
     tokens = loss_mask(rows).sum(-1)  # (B,)
     slots = processes * micro_batches
     steps = []
     for start in range(0, total, step_rows):
         index = torch.arange(start, min(total, start + step_rows))
         size = math.ceil(len(index) / slots)
-        chunks = [index[c * size:(c + 1) * size] for c in range(slots)]
+        chunks = [index[c * size : (c + 1) * size] for c in range(slots)]
         items = torch.tensor(float(tokens[index].sum()) * items_scale)
         step = []
         for m in range(micro_batches):  # micro-batch m of this process: chunk m * processes + rank

@@ -36,7 +36,7 @@ class Sampler(abc.ABC):
     def close(self) -> None:
         """Free the model (and GPU memory). Safe to call twice."""
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         return self
 
     def __exit__(self, *exc) -> None:

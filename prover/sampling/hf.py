@@ -116,7 +116,7 @@ class HFSampler(Sampler):
         for start in tqdm(starts, desc="sampling (hf)", unit="batch", disable=len(starts) < 2):
             # Each batch has its own seed so that a batch's samples do not depend on the ones before.
             seed = None if params.seed is None else params.seed + start
-            out += self._generate_batch(prompts[start:start + per_batch], params, seed)
+            out += self._generate_batch(prompts[start : start + per_batch], params, seed)
         return out
 
     def _pad_left(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,8 +144,11 @@ class HFSampler(Sampler):
             eos_token_id=self.eos_ids,
             pad_token_id=self.model.generation_config.pad_token_id,
         )
-        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
-            if self.device.type == "cuda" else []
+        devices = (
+            [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            if self.device.type == "cuda"
+            else []
+        )
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -156,13 +159,15 @@ class HFSampler(Sampler):
                 logits_processor=processors,
                 tokenizer=self.tokenizer if params.stop else None,
             )
-        generated = sequences[:, input_ids.shape[1]:]
+        generated = sequences[:, input_ids.shape[1] :]
         logprobs = recorder.collect(generated).cpu()
         generated = generated.cpu()
-        rows = [self._completion(generated[i].tolist(), logprobs[i].tolist(), params) for i in range(generated.shape[0])]
+        rows = [
+            self._completion(generated[i].tolist(), logprobs[i].tolist(), params) for i in range(generated.shape[0])
+        ]
         if not sample:
             return [[dataclasses.replace(row) for _ in range(params.n)] for row in rows]
-        return [rows[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        return [rows[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -190,10 +195,13 @@ class HFSampler(Sampler):
             length, reason, text = lo, "stop", text[:end]
         ids, logprobs = ids[:length], logprobs[:length]
         total = float(sum(logprobs))
-        return Completion(text=text, token_ids=ids, logprob_sum=total, logprob_mean=total / len(ids), finish_reason=reason)
+        return Completion(
+            text=text, token_ids=ids, logprob_sum=total, logprob_mean=total / len(ids), finish_reason=reason
+        )
 
-    def token_logprobs(self, prompt: str, completions: list[list[int]], temperature: float = 1.0,
-                       top_p: float = 1.0) -> list[list[float]]:
+    def token_logprobs(
+        self, prompt: str, completions: list[list[int]], temperature: float = 1.0, top_p: float = 1.0
+    ) -> list[list[float]]:
         """Teacher-forced log-prob of each completion token under the same processed distribution
         ``generate`` samples from: scores given token ids from any backend."""
         (prompt_ids,) = encode_prompts(self.tokenizer, [prompt])
@@ -202,9 +210,9 @@ class HFSampler(Sampler):
         with torch.inference_mode():
             for ids in completions:
                 full = torch.tensor([prompt_ids + list(ids)], device=self.device)
-                logits = self.model(full).logits[0, len(prompt_ids) - 1:-1].float()  # (T, V)
+                logits = self.model(full).logits[0, len(prompt_ids) - 1 : -1].float()  # (T, V)
                 scores = processors(full.expand(len(ids), -1), logits)  # input ids unused by these two
-                logp = torch.log_softmax(scores, dim=-1).gather(-1, full[0, len(prompt_ids):, None]).squeeze(-1)
+                logp = torch.log_softmax(scores, dim=-1).gather(-1, full[0, len(prompt_ids) :, None]).squeeze(-1)
                 out.append(logp.cpu().tolist())
         return out
 
@@ -214,4 +222,3 @@ class HFSampler(Sampler):
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-

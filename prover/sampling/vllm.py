@@ -86,8 +86,13 @@ class VLLMSampler(Sampler):
         if output.finish_reason not in ("stop", "length"):
             raise RuntimeError(f"vLLM finished a request with {output.finish_reason!r}")
         reason = output.finish_reason
-        return Completion(text=output.text, token_ids=ids, logprob_sum=total,
-                          logprob_mean=total / max(1, len(ids)), finish_reason=reason)
+        return Completion(
+            text=output.text,
+            token_ids=ids,
+            logprob_sum=total,
+            logprob_mean=total / max(1, len(ids)),
+            finish_reason=reason,
+        )
 
     def close(self) -> None:
         if getattr(self, "llm", None) is None:

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Literal
+from typing import Any, Literal
 
 from prover.data.problem import Problem
 from prover.search.engine import SearchError, StatementError
@@ -60,8 +60,12 @@ class LeanRepl:
     """One REPL process as the verifier starts its workers (same launch, sandbox and rlimits: the
     tactics come from the model), driven synchronously through a private event loop thread."""
 
-    def __init__(self, config: VerifierConfig, name: str = "tactic-repl",
-                 record: Callable[[dict[str, Any], bytes], None] | None = None):
+    def __init__(
+        self,
+        config: VerifierConfig,
+        name: str = "tactic-repl",
+        record: Callable[[dict[str, Any], bytes], None] | None = None,
+    ):
         from prover.verifier.lean_project import repl_launch
         from prover.verifier.repl import ReplProcess
 
@@ -73,8 +77,15 @@ class LeanRepl:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
-        self._repl = ReplProcess(argv, env=env, sandbox=policy, scratch_root=config.scratch_dir,
-                                 max_response_bytes=config.max_response_mb << 20, name=name, record=record)
+        self._repl = ReplProcess(
+            argv,
+            env=env,
+            sandbox=policy,
+            scratch_root=config.scratch_dir,
+            max_response_bytes=config.max_response_mb << 20,
+            name=name,
+            record=record,
+        )
         try:
             self._run(self._repl.start())
         except BaseException:
@@ -154,8 +165,13 @@ class ReplBackend(ProofStateBackend):
     command mode first (``tactic_outcome``).
     """
 
-    def __init__(self, start_process: Callable[[], Any], timeout: float = 60.0, start_timeout: float = 600.0,
-                 recycle_after: int = 500):
+    def __init__(
+        self,
+        start_process: Callable[[], Any],
+        timeout: float = 60.0,
+        start_timeout: float = 600.0,
+        recycle_after: int = 500,
+    ):
         self._start_process = start_process  # () -> a LeanRepl, or anything with its request() and close()
         self.timeout = timeout
         self.start_timeout = start_timeout
@@ -168,9 +184,13 @@ class ReplBackend(ProofStateBackend):
         self._roots: dict[tuple[str, str], ProofState] = {}
 
     @classmethod
-    def from_config(cls, config: VerifierConfig, timeout: float = 60.0) -> "ReplBackend":
-        return cls(lambda: LeanRepl(config), timeout=timeout, start_timeout=config.start_timeout,
-                   recycle_after=config.max_checks_per_worker)
+    def from_config(cls, config: VerifierConfig, timeout: float = 60.0) -> ReplBackend:
+        return cls(
+            lambda: LeanRepl(config),
+            timeout=timeout,
+            start_timeout=config.start_timeout,
+            recycle_after=config.max_checks_per_worker,
+        )
 
     def _request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
         if self._repl is None:
@@ -209,7 +229,9 @@ class ReplBackend(ProofStateBackend):
         if "env" not in response:  # {"message": ...}: the REPL itself failed, not the statement
             raise SearchError(f"the REPL could not check the statement: {response.get('message', response)}")
         if errors := _errors(response):
-            raise StatementError("Lean rejects the statement (checked with `sorry` as its proof):\n" + "\n".join(errors))
+            raise StatementError(
+                "Lean rejects the statement (checked with `sorry` as its proof):\n" + "\n".join(errors)
+            )
         sorries = response.get("sorries") or []
         if len(sorries) != 1:
             raise StatementError(f"expected one `sorry` (the proof) after the statement, Lean found {len(sorries)}")
@@ -226,7 +248,9 @@ class ReplBackend(ProofStateBackend):
         for tactic in handle.tactics:
             outcome = self.run_tactic(state, tactic)
             if outcome.kind != "state":
-                raise SearchError(f"replaying {handle.tactics} after a REPL restart failed at {tactic!r}: {outcome.error or outcome.kind}")
+                raise SearchError(
+                    f"replaying {handle.tactics} after a REPL restart failed at {tactic!r}: {outcome.error or outcome.kind}"
+                )
             state = outcome.state
         return state.handle.proof_state
 
@@ -239,7 +263,9 @@ class ReplBackend(ProofStateBackend):
                 outcome = self._check_script(handle.root, handle.tactics + (tactic,))
         except ReplError as exc:  # a hung or crashed Lean costs the process, not the search
             logger.warning("tactic %r: %s; the REPL will be restarted", tactic, exc)
-            return TacticOutcome("error", error="timeout" if isinstance(exc, ReplTimeout) else f"Lean failed: {exc.reason}")
+            return TacticOutcome(
+                "error", error="timeout" if isinstance(exc, ReplTimeout) else f"Lean failed: {exc.reason}"
+            )
         if outcome.kind == "state":
             child = _ReplHandle(self._generation, response["proofState"], handle.root, handle.tactics + (tactic,))
             return TacticOutcome("state", ProofState(outcome.state.goals, child))
@@ -256,7 +282,9 @@ class ReplBackend(ProofStateBackend):
             request["env"] = self._envs[header]
         response = self._request(request, self.timeout)
         if "env" not in response:
-            return TacticOutcome("error", error=f"the REPL could not check the tactics: {response.get('message', response)}")
+            return TacticOutcome(
+                "error", error=f"the REPL could not check the tactics: {response.get('message', response)}"
+            )
         verdict = judge_command(response)
         if verdict is None:
             return TacticOutcome("finished")
@@ -303,7 +331,9 @@ class DojoBackend(ProofStateBackend):
     ``crash_reopens`` reopens in one search is given up: that search ends with ``SearchError``.
     """
 
-    def __init__(self, open_dojo: Callable[[Problem], ContextManager[tuple[Any, Any]]], crash_reopens: int = 1):
+    def __init__(
+        self, open_dojo: Callable[[Problem], contextlib.AbstractContextManager[tuple[Any, Any]]], crash_reopens: int = 1
+    ):
         self._open_dojo = open_dojo
         self.crash_reopens = crash_reopens
         self._lean_dojo = _lean_dojo()
@@ -312,7 +342,9 @@ class DojoBackend(ProofStateBackend):
         self._problem: Problem | None = None
         self._root: ProofState | None = None
         self._generation = 0
-        self._live: dict[tuple[str, ...], Any] = {}  # tactics from the first state -> the state replayed in the open Dojo
+        self._live: dict[
+            tuple[str, ...], Any
+        ] = {}  # tactics from the first state -> the state replayed in the open Dojo
         self._crashes: list[str] = []  # crashes in this search of the theorem, oldest first
 
     def start(self, problem: Problem) -> ProofState:
@@ -331,7 +363,9 @@ class DojoBackend(ProofStateBackend):
             self._dojo, initial = stack.enter_context(self._open_dojo(problem))
         except self._lean_dojo.DojoInitError as exc:
             raise StatementError(f"LeanDojo cannot open {problem.name!r}: {exc}") from exc
-        except Exception as exc:  # tracing, git, an old trace without Lean4Repl.lean: LeanDojo failed, not the statement
+        except (
+            Exception
+        ) as exc:  # tracing, git, an old trace without Lean4Repl.lean: LeanDojo failed, not the statement
             raise SearchError(f"LeanDojo could not open {problem.name!r}: {type(exc).__name__}: {exc}") from exc
         self._stack = stack
         self._generation += 1
@@ -352,7 +386,9 @@ class DojoBackend(ProofStateBackend):
         except (StatementError, SearchError) as exc:
             problem = self._problem
             self.close()
-            raise SearchError(f"LeanDojo could not reopen {problem.name!r} after its Lean stopped: {exc.__cause__ or exc}") from exc
+            raise SearchError(
+                f"LeanDojo could not reopen {problem.name!r} after its Lean stopped: {exc.__cause__ or exc}"
+            ) from exc
 
     def _state_in_open_dojo(self, handle: _DojoHandle) -> Any:
         """``handle``'s state in the open Dojo: its own when that made it, else rebuilt by replaying its tactics."""
@@ -365,7 +401,9 @@ class DojoBackend(ProofStateBackend):
             if prefix not in self._live:
                 result = self._dojo.run_tac(self._live[prefix[:-1]], prefix[-1])
                 if not isinstance(result, self._lean_dojo.TacticState):
-                    raise SearchError(f"replaying {handle.tactics} after LeanDojo was reopened failed at {prefix[-1]!r}: {result}")
+                    raise SearchError(
+                        f"replaying {handle.tactics} after LeanDojo was reopened failed at {prefix[-1]!r}: {result}"
+                    )
                 self._live[prefix] = result
         return self._live[handle.tactics]
 
@@ -384,7 +422,9 @@ class DojoBackend(ProofStateBackend):
             if len(self._crashes) > self.crash_reopens:
                 name, crashes = self._problem.name, ", then ".join(self._crashes)
                 self.close()
-                raise SearchError(f"LeanDojo crashed again on {name!r} after it was reopened ({crashes}); the statement is given up") from exc
+                raise SearchError(
+                    f"LeanDojo crashed again on {name!r} after it was reopened ({crashes}); the statement is given up"
+                ) from exc
             logger.warning("LeanDojo crashed on tactic %r (%s); the theorem will be reopened", tactic, exc)
             return TacticOutcome("error", error=f"LeanDojo crashed: {exc}")
         if isinstance(result, lean_dojo.TacticState):
@@ -404,8 +444,9 @@ class DojoBackend(ProofStateBackend):
         self._crashes = []
 
 
-def open_leandojo(repo: str | None, commit: str | None, file: str | None, tactic_timeout: float,
-                  start_timeout: float) -> Callable[[Problem], ContextManager]:
+def open_leandojo(
+    repo: str | None, commit: str | None, file: str | None, tactic_timeout: float, start_timeout: float
+) -> Callable[[Problem], contextlib.AbstractContextManager]:
     """An opener for ``DojoBackend`` over a traced repository: the theorem is looked up by the problem's name.
 
     ``LeanSetupError`` (the command line's "Lean is not set up", exit status 2) for missing or bad settings.

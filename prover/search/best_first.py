@@ -18,7 +18,9 @@ from prover.search.engine import Found, SearchContext, SearchError, Strategy
 
 # Tactics that cheat or run code in the (unsandboxed) tactic backend; the final whole-proof check
 # screens the full proof again.
-_FORBIDDEN = re.compile(r"\b(sorry|admit|native_decide|run_tac|run_cmd|set_option|ofReduceBool)\b|#eval|#exit|\bdecide\s*\+native")
+_FORBIDDEN = re.compile(
+    r"\b(sorry|admit|native_decide|run_tac|run_cmd|set_option|ofReduceBool)\b|#eval|#exit|\bdecide\s*\+native"
+)
 
 
 def tactic_of(text: str) -> str | None:
@@ -58,8 +60,12 @@ class BestFirstStrategy(Strategy):
         while frontier and ctx.stop_reason() is None and ctx.budget_left() > 0:
             node = heapq.heappop(frontier)
             ctx.progress.add(expansions=1)
-            completions = ctx.sample([base + join_tactics(statement, node.tactics)], settings.tactics_per_expansion,
-                                     settings.tactic_max_tokens, stop=["\n"])[0]
+            completions = ctx.sample(
+                [base + join_tactics(statement, node.tactics)],
+                settings.tactics_per_expansion,
+                settings.tactic_max_tokens,
+                stop=["\n"],
+            )[0]
             candidates: dict[str, float] = {}  # tactic -> best log-prob among its samples
             for c in completions:
                 if (tactic := tactic_of(c.text)) is None:
@@ -82,7 +88,9 @@ class BestFirstStrategy(Strategy):
                     seen.add(outcome.state.goals)
                     heapq.heappush(frontier, _Node(node.priority - logprob, next(order), outcome.state, tactics))
                 elif outcome.kind in ("error", "given_up"):
-                    ctx.progress.record_error(f"tactic: {outcome.error.splitlines()[0][:70] if outcome.error else outcome.kind}")
+                    ctx.progress.record_error(
+                        f"tactic: {outcome.error.splitlines()[0][:70] if outcome.error else outcome.kind}"
+                    )
             ctx.progress.update(frontier=len(frontier))
         if not frontier:
             ctx.note = "no proof state left to expand"

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from prover.config import ConfigError, help_text, load_config
 from prover.model_check import ModelNotFound, check_model
@@ -40,8 +40,12 @@ _SHORT = {"task": "task.name", "model": "sampler.model", "dataset": "task.datase
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m prover.search", description="Search for a Lean proof of one theorem with a policy model.",
-        epilog=EXAMPLES + help_text(SearchConfig), formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        prog="python -m prover.search",
+        description="Search for a Lean proof of one theorem with a policy model.",
+        epilog=EXAMPLES + help_text(SearchConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     parser.add_argument("--config", help="YAML file of settings (the keys below)")
     parser.add_argument("--task", help="task name: lean (default) or synthetic (= --task.name)")
     parser.add_argument("--model", help="policy model path or hub id (= --sampler.model)")
@@ -58,8 +62,11 @@ def parse_config(argv: list[str] | None) -> tuple[SearchConfig, argparse.Namespa
     try:
         # A partly overridden section is rebuilt from its class defaults (TaskConfig says synthetic):
         # the search's own default task is restated here.
-        config = load_config(SearchConfig, ([f"--config={args.config}"] if args.config else []) + rest + overrides,
-                             defaults={"task": {"name": "lean"}})
+        config = load_config(
+            SearchConfig,
+            ([f"--config={args.config}"] if args.config else []) + rest + overrides,
+            defaults={"task": {"name": "lean"}},
+        )
     except ConfigError as exc:  # one line, without argparse's usage block above it
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -69,10 +76,14 @@ def parse_config(argv: list[str] | None) -> tuple[SearchConfig, argparse.Namespa
 def main(argv: list[str] | None = None) -> int:
     config, args = parse_config(argv)
     err = Console(stderr=True, soft_wrap=True)  # messages stay on one line for grep and logs
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", handlers=[RichHandler(console=err, show_path=False)])
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(message)s", handlers=[RichHandler(console=err, show_path=False)]
+    )
     if config.wants_interactive():
         if not sys.stdin.isatty():
-            err.print("[red]no theorem given[/]: pass --theorem, --file or --name (with --dataset), or run on a terminal for an interactive session")
+            err.print(
+                "[red]no theorem given[/]: pass --theorem, --file or --name (with --dataset), or run on a terminal for an interactive session"
+            )
             return 2
         from prover.search.interactive import InteractiveSession
 
@@ -97,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[red]search failed[/]: {escape(str(exc))}", highlight=False)
             return 1
         if config.run_dir:
-            write_run_info(config.run_dir, config, seeds={"seed": config.seed}, lean_project=config.verifier.resolved_lean_project())
+            write_run_info(
+                config.run_dir,
+                config,
+                seeds={"seed": config.seed},
+                lean_project=config.verifier.resolved_lean_project(),
+            )
         try:
             result = run_search(session, problem, err, live=err.is_terminal and not config.json)
         except (SearchError, VerifierError) as exc:

@@ -70,7 +70,12 @@ def render_progress(p: SearchProgress, top_errors: int = 5) -> RenderableType:
 def render_proof(result: SearchResult) -> RenderableType:
     p = result.progress
     title = f"proved in {p.elapsed:.1f} s after {p.samples} samples ({p.distinct} distinct proofs checked)"
-    return Panel(Syntax(result.full_text.rstrip(), "lean4", word_wrap=True), title=title, title_align="left", border_style="green")
+    return Panel(
+        Syntax(result.full_text.rstrip(), "lean4", word_wrap=True),
+        title=title,
+        title_align="left",
+        border_style="green",
+    )
 
 
 def summary_lines(result: SearchResult) -> list[str]:
@@ -109,8 +114,12 @@ def run_search(session, problem: Problem, console: Console, live: bool) -> Searc
 
     threading.Thread(target=work, name="search", daemon=True).start()
     if live:
-        display = Live(get_renderable=lambda: render_progress(progress.snapshot()), console=console,
-                       refresh_per_second=4, transient=True)
+        display = Live(
+            get_renderable=lambda: render_progress(progress.snapshot()),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+        )
     else:
         display = _LogProgress(progress)
     with _sigint_cancels(cancel):
@@ -154,8 +163,16 @@ class _LogProgress(threading.Thread):
             p = self._progress.snapshot()
             if p.rounds != last:
                 last = p.rounds
-                logger.info("round %d: %d/%d %s, %d verified (%s), %.1f s", p.rounds, p.used, p.budget, p.budget_unit,
-                            p.verified, verdict_counts(p), p.elapsed)
+                logger.info(
+                    "round %d: %d/%d %s, %d verified (%s), %.1f s",
+                    p.rounds,
+                    p.used,
+                    p.budget,
+                    p.budget_unit,
+                    p.verified,
+                    verdict_counts(p),
+                    p.elapsed,
+                )
 
     def __enter__(self):
         self.start()

@@ -80,11 +80,11 @@ class SearchContext:
     task: Task
     sampler: Sampler
     verifier: Verifier
-    config: "SearchConfig"
+    config: SearchConfig
     progress: SearchProgress
     cancel: threading.Event = field(default_factory=threading.Event)
-    backend: "ProofStateBackend | None" = None
-    log: "AttemptLog | None" = None
+    backend: ProofStateBackend | None = None
+    log: AttemptLog | None = None
     note: str = ""
     tried: dict[str, Verdict] = field(default_factory=dict)  # proof (right-stripped) -> verdict
 
@@ -106,15 +106,23 @@ class SearchContext:
     def prompt(self) -> str:
         return self.task.build_prompt(self.problem)
 
-    def sample(self, prompts: list[str], n: int, max_tokens: int, stop: list[str] | None = None) -> list[list[Completion]]:
+    def sample(
+        self, prompts: list[str], n: int, max_tokens: int, stop: list[str] | None = None
+    ) -> list[list[Completion]]:
         """``n`` completions per prompt; round r uses seed + r so a search can be replayed.
 
         ``stop`` defaults to the task's stop strings (the Lean task's closing fence), when it has any.
         """
         if stop is None:
             stop = list(getattr(self.task, "stop", []))
-        params = SamplingParams(n=n, temperature=self.config.temperature, top_p=self.config.top_p,
-                                max_tokens=max_tokens, seed=self.config.seed + self.progress.rounds, stop=stop)
+        params = SamplingParams(
+            n=n,
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            max_tokens=max_tokens,
+            seed=self.config.seed + self.progress.rounds,
+            stop=stop,
+        )
         self.progress.update(phase="sampling")
         out = self.sampler.generate(prompts, params)
         self.progress.add(samples=sum(len(c) for c in out), rounds=1)

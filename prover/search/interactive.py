@@ -40,8 +40,12 @@ text that is not a statement yet, e.g. a header on its own). Ctrl-C stops a sear
 
 # :command -> (config field, type)
 _SETTINGS: dict[str, tuple[str, Callable]] = {
-    "budget": ("budget", int), "time": ("time_limit", float), "temp": ("temperature", float), "top_p": ("top_p", float),
-    "round": ("round_size", int), "seed": ("seed", int),
+    "budget": ("budget", int),
+    "time": ("time_limit", float),
+    "temp": ("temperature", float),
+    "top_p": ("top_p", float),
+    "round": ("round_size", int),
+    "seed": ("seed", int),
 }
 
 
@@ -62,11 +66,17 @@ class InteractiveSession:
     def run(self) -> int:
         history = self._load_history()
         if self.config.run_dir:
-            write_run_info(self.config.run_dir, self.config, seeds={"seed": self.config.seed},
-                           lean_project=self.config.verifier.resolved_lean_project())
+            write_run_info(
+                self.config.run_dir,
+                self.config,
+                seeds={"seed": self.config.seed},
+                lean_project=self.config.verifier.resolved_lean_project(),
+            )
         try:
-            self.console.print(f"[bold]prover search[/] · task {self.session.task.name} · strategy {self.config.strategy} · "
-                               f"budget {self.config.budget}. Paste a statement, then a blank line; :help for commands.")
+            self.console.print(
+                f"[bold]prover search[/] · task {self.session.task.name} · strategy {self.config.strategy} · "
+                f"budget {self.config.budget}. Paste a statement, then a blank line; :help for commands."
+            )
             self._load_model()
             while True:
                 try:
@@ -248,7 +258,8 @@ class InteractiveSession:
         self.console.print(
             f"task {self.session.task.name} · model {c.sampler.model} · strategy {c.strategy} · budget {c.budget} · "
             f"time {c.time_limit:g} s · temp {c.temperature} · top_p {c.top_p} · round {c.round_size} · seed {c.seed} · "
-            f"header {c.header or 'default'}")
+            f"header {c.header or 'default'}"
+        )
 
     def _load_history(self) -> Path | None:
         if readline is None:

@@ -86,7 +86,7 @@ class SearchProgress:
         with self._lock:
             self.finished = time.monotonic()
 
-    def snapshot(self) -> "SearchProgress":
+    def snapshot(self) -> SearchProgress:
         """A consistent copy that the search thread will not change under the reader."""
         with self._lock:
             return replace(self, statuses=Counter(self.statuses), errors=Counter(self.errors), _lock=threading.Lock())

@@ -33,7 +33,9 @@ class AttemptLog:
         self.path = self.dir / "attempts.jsonl"
         problem_file = self.dir / "problem.json"
         if not problem_file.exists():
-            problem_file.write_text(json.dumps({"name": problem.name, "header": problem.header, "statement": problem.statement}, indent=2))
+            problem_file.write_text(
+                json.dumps({"name": problem.name, "header": problem.header, "statement": problem.statement}, indent=2)
+            )
 
     def load(self) -> tuple[dict[str, Verdict], dict[str, int]]:
         """Earlier attempts (proof -> verdict) and the counters they had reached."""
@@ -56,7 +58,10 @@ class AttemptLog:
         snap = progress.snapshot()
         counters = {"samples": snap.samples, "rounds": snap.rounds, "expansions": snap.expansions}
         with self.path.open("a") as f:
-            f.write(json.dumps({"proof": proof, "verdict": verdict.to_json(), "counters": counters}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps({"proof": proof, "verdict": verdict.to_json(), "counters": counters}, ensure_ascii=False)
+                + "\n"
+            )
 
     def write_result(self, result: dict[str, Any]) -> None:
         (self.dir / "result.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -20,7 +20,7 @@ def position_to_offset(text: str, line: int, column: int) -> int:
     lines = text.split("\n")
     if not 1 <= line <= len(lines):
         raise ValueError(f"line {line} is outside the text ({len(lines)} lines)")
-    return sum(len(l) + 1 for l in lines[: line - 1]) + min(column, len(lines[line - 1]))
+    return sum(len(row) + 1 for row in lines[: line - 1]) + min(column, len(lines[line - 1]))
 
 
 def first_error_offset(proof: str, messages: list[dict[str, Any]], header: str, statement: str) -> int | None:
@@ -68,7 +68,9 @@ class TruncateResumeStrategy(Strategy):
         seen = {""}
         pending: list[tuple[int, int, str]] = []  # (-len(prefix), order, prefix): a heap, longest first
         while ctx.stop_reason() is None and (total := min(ctx.config.round_size, ctx.budget_left())) > 0:
-            prefixes = [""] + [heapq.heappop(pending)[2] for _ in range(min(len(pending), ctx.config.resume.width - 1, total - 1))]
+            prefixes = [""] + [
+                heapq.heappop(pending)[2] for _ in range(min(len(pending), ctx.config.resume.width - 1, total - 1))
+            ]
             per_prompt = total // len(prefixes)
             outputs = ctx.sample([base + p for p in prefixes], per_prompt, ctx.config.max_tokens)
             proofs = []

@@ -30,8 +30,14 @@ class SearchSession:
     otherwise they are built from the config the first time they are needed.
     """
 
-    def __init__(self, config: SearchConfig, task: Task | None = None, sampler: Sampler | None = None,
-                 verifier: Verifier | None = None, backend: ProofStateBackend | None = None):
+    def __init__(
+        self,
+        config: SearchConfig,
+        task: Task | None = None,
+        sampler: Sampler | None = None,
+        verifier: Verifier | None = None,
+        backend: ProofStateBackend | None = None,
+    ):
         self.config = config
         self.task = task or make_task(config.task)
         self._sampler = sampler
@@ -80,8 +86,15 @@ class SearchSession:
         if self._backend is None:
             settings = self.config.best_first
             if settings.backend == "dojo":
-                self._backend = DojoBackend(open_leandojo(settings.dojo_repo, settings.dojo_commit, settings.dojo_file,
-                                                          settings.tactic_timeout, self.config.verifier.start_timeout))
+                self._backend = DojoBackend(
+                    open_leandojo(
+                        settings.dojo_repo,
+                        settings.dojo_commit,
+                        settings.dojo_file,
+                        settings.tactic_timeout,
+                        self.config.verifier.start_timeout,
+                    )
+                )
             else:
                 self._backend = self._repl_backend()
         return self._backend
@@ -131,7 +144,9 @@ class SearchSession:
         if name not in by_name:
             close = difflib.get_close_matches(name, list(by_name), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise StatementError(f"no problem named {name!r} in {dataset or 'the task dataset'} ({len(problems)} problems){hint}")
+            raise StatementError(
+                f"no problem named {name!r} in {dataset or 'the task dataset'} ({len(problems)} problems){hint}"
+            )
         return self._with_header(by_name[name])
 
     def _with_header(self, problem: Problem) -> Problem:
@@ -153,8 +168,9 @@ class SearchSession:
             return
         self._repl_backend().start(problem)
 
-    def search(self, problem: Problem, cancel: threading.Event | None = None,
-               progress: SearchProgress | None = None) -> SearchResult:
+    def search(
+        self, problem: Problem, cancel: threading.Event | None = None, progress: SearchProgress | None = None
+    ) -> SearchResult:
         """Search for a proof of ``problem`` under the current config; ``cancel`` stops it early.
 
         ``progress`` (created here when not given) is updated as the search goes, for a live display.
@@ -162,10 +178,19 @@ class SearchSession:
         config = self.config
         strategy = make_strategy(config.strategy)
         progress = progress or SearchProgress()
-        progress.update(strategy=strategy.name, budget=config.budget, budget_unit=strategy.budget_unit, time_limit=config.time_limit)
-        ctx = SearchContext(problem=problem, task=self.task, sampler=self.sampler, verifier=self.verifier, config=config,
-                            progress=progress, cancel=cancel or threading.Event(),
-                            backend=self.backend if strategy.name == "best-first" else None)
+        progress.update(
+            strategy=strategy.name, budget=config.budget, budget_unit=strategy.budget_unit, time_limit=config.time_limit
+        )
+        ctx = SearchContext(
+            problem=problem,
+            task=self.task,
+            sampler=self.sampler,
+            verifier=self.verifier,
+            config=config,
+            progress=progress,
+            cancel=cancel or threading.Event(),
+            backend=self.backend if strategy.name == "best-first" else None,
+        )
         found = self._resume(ctx) if config.run_dir else None
         try:
             found = found or strategy.run(ctx)
@@ -187,7 +212,9 @@ class SearchSession:
         if not tried:
             return None
         ctx.tried.update(tried)
-        ctx.progress.add(distinct=len(tried), **{k: v for k, v in counters.items() if k in ("samples", "rounds", "expansions")})
+        ctx.progress.add(
+            distinct=len(tried), **{k: v for k, v in counters.items() if k in ("samples", "rounds", "expansions")}
+        )
         for verdict in tried.values():
             ctx.progress.record_verdict(verdict)
         logger.info("resuming from %s: %d attempts already checked", ctx.log.path, len(tried))
@@ -203,7 +230,7 @@ class SearchSession:
             if obj is not None:
                 obj.close()
 
-    def __enter__(self) -> "SearchSession":
+    def __enter__(self) -> SearchSession:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,13 +17,31 @@ from prover.verifier.verdict import ProofRequest
 @dataclass
 class TaskConfig:
     name: str = field(default="synthetic", metadata={"help": "synthetic | lean"})
-    dataset: str | None = field(default=None, metadata={"help": "lean: a named set (minif2f-test, minif2f-valid, lean-workbook), a file, a directory or a hub id; synthetic: train | test"})
-    prompt_template: str = field(default="deepseek-v1.5", metadata={"help": "prompt format by name (lean); see prover.data.prompts"})
-    require_closing_fence: bool = field(default=True, metadata={"help": "a completion that never closes its code fence counts as wrong"})
-    reject_text_after_fence: bool = field(default=False, metadata={"help": "lean: a completion with any text after its last code fence counts as wrong, and the proof ends at the first fence that starts a line (the paper's release: penalize_extra_text)"})
-    exclude: list[str] = field(default_factory=list, metadata={"help": "problem names to leave out (e.g. known-defective statements)"})
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "lean: a named set (minif2f-test, minif2f-valid, lean-workbook), a file, a directory or a hub id; synthetic: train | test"
+        },
+    )
+    prompt_template: str = field(
+        default="deepseek-v1.5", metadata={"help": "prompt format by name (lean); see prover.data.prompts"}
+    )
+    require_closing_fence: bool = field(
+        default=True, metadata={"help": "a completion that never closes its code fence counts as wrong"}
+    )
+    reject_text_after_fence: bool = field(
+        default=False,
+        metadata={
+            "help": "lean: a completion with any text after its last code fence counts as wrong, and the proof ends at the first fence that starts a line (the paper's release: penalize_extra_text)"
+        },
+    )
+    exclude: list[str] = field(
+        default_factory=list, metadata={"help": "problem names to leave out (e.g. known-defective statements)"}
+    )
     limit: int | None = field(default=None, metadata={"help": "keep only the first N problems (after exclusion)"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "task-specific settings, checked by the task"})
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "task-specific settings, checked by the task"}
+    )
 
 
 class Task(abc.ABC):

@@ -53,8 +53,9 @@ def build_tiny_tokenizer(path: str | Path, vocab_size: int = 512):
     return fast
 
 
-def build_tiny_model(path: str | Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
-                     max_position_embeddings: int = 2048) -> Path:
+def build_tiny_model(
+    path: str | Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 2, max_position_embeddings: int = 2048
+) -> Path:
     """Tokenizer + random ``LlamaForCausalLM`` (2 heads of size 32) saved to ``path``; returns it."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -8,8 +8,19 @@ from prover.verifier.errors import LeanSetupError, PoolClosedError, VerifierErro
 from prover.verifier.pool import LeanPool
 from prover.verifier.verdict import ProofRequest, Status, Verdict
 
-__all__ = ["DEFAULT_HEADER", "LeanPool", "LeanSetupError", "PoolClosedError", "ProofRequest", "Status", "Verdict",
-           "Verifier", "VerifierConfig", "VerifierError", "make_verifier"]
+__all__ = [
+    "DEFAULT_HEADER",
+    "LeanPool",
+    "LeanSetupError",
+    "PoolClosedError",
+    "ProofRequest",
+    "Status",
+    "Verdict",
+    "Verifier",
+    "VerifierConfig",
+    "VerifierError",
+    "make_verifier",
+]
 
 
 def make_verifier(config: VerifierConfig | None = None, headers: Iterable[str] = ()) -> Verifier:

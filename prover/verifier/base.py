@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from prover.verifier.errors import PoolClosedError
 from prover.verifier.verdict import ProofRequest, Verdict
 
-
 CANCEL_GRACE = 10.0  # seconds an interrupted blocking call waits for its cancelled work to wind down
 
 
@@ -47,7 +46,7 @@ class Verifier(abc.ABC):
     def close(self) -> None:
         """Release workers. Safe to call twice."""
 
-    def __enter__(self) -> "Verifier":
+    def __enter__(self) -> Verifier:
         return self
 
     def __exit__(self, *exc) -> None:

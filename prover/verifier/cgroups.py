@@ -21,7 +21,7 @@ PREFIX = "prover-"  # + the owning process's pid + "-" + a counter: a dead owner
 _counter = itertools.count()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parent() -> str | None:
     """A directory where this process may create pids cgroups, or None."""
     if os.geteuid() != 0:
@@ -44,7 +44,7 @@ def parent() -> str | None:
         else:
             continue
         # A container sees its own cgroup as the mount's root: the path is relative to that.
-        candidates += [point + (path[len(root):] if root and path.startswith(root) else path) for path in paths]
+        candidates += [point + (path[len(root) :] if root and path.startswith(root) else path) for path in paths]
     candidates = [c.rstrip("/") or "/" for c in candidates]
     return next((c for c in candidates if _can_hold_a_process(c)), None)
 
@@ -120,6 +120,6 @@ def remove(path: str) -> bool:
 def sweep_stale(where: str) -> None:
     """Remove the cgroups of pools that died without cleaning up (killed by a signal they cannot catch)."""
     for entry in Path(where).glob(f"{PREFIX}*-*"):
-        owner = entry.name[len(PREFIX):].split("-", 1)[0]
+        owner = entry.name[len(PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not Path(f"/proc/{owner}").exists() and not remove(str(entry)):
             logger.warning("could not remove the stale cgroup %s yet", entry)

@@ -70,9 +70,12 @@ class RemoteVerifier(LoopThreadVerifier):
 
     async def _open(self, key: str | None):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return self._httpx.AsyncClient(base_url=self.url, headers=headers,
-                                       timeout=self._httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-                                       limits=self._httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        return self._httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=self._httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+            limits=self._httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
 
     async def _handshake(self) -> int:
         """The service's batch limit; fails now, not mid-run, when it is down or refuses the key."""
@@ -80,18 +83,23 @@ class RemoteVerifier(LoopThreadVerifier):
             health = await self._client.get("/health")
             stats = await self._client.get("/stats")  # needs the key when the service has one
         except self._httpx.TransportError as exc:
-            raise ServiceUnavailableError(f"cannot reach the verification service at {self.url}: "
-                                          f"{type(exc).__name__}: {exc}") from exc
+            raise ServiceUnavailableError(
+                f"cannot reach the verification service at {self.url}: {type(exc).__name__}: {exc}"
+            ) from exc
         if stats.status_code == 401:
             raise LeanSetupError(f"the verification service at {self.url} refused the API key: set ${API_KEY_ENV}")
         if health.status_code != 200 or stats.status_code != 200:
-            raise ServiceUnavailableError(f"the verification service at {self.url} is not ready: "
-                                          f"/health answered {health.status_code} {health.text[:200]}")
+            raise ServiceUnavailableError(
+                f"the verification service at {self.url} is not ready: "
+                f"/health answered {health.status_code} {health.text[:200]}"
+            )
         try:
             return int(health.json()["limits"]["max_batch"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise LeanSetupError(f"{self.url} is not a prover verification service (its /health has no "
-                                 f"limits.max_batch): {health.text[:200]}") from exc
+            raise LeanSetupError(
+                f"{self.url} is not a prover verification service (its /health has no "
+                f"limits.max_batch): {health.text[:200]}"
+            ) from exc
 
     # ------------------------------------------------------------------ checking
 
@@ -112,7 +120,7 @@ class RemoteVerifier(LoopThreadVerifier):
     def _flush(self) -> None:
         queued, self._queued = self._queued, []
         for start in range(0, len(queued), self._batch):
-            chunk = queued[start:start + self._batch]
+            chunk = queued[start : start + self._batch]
             task = self._loop.create_task(self._post([r for r, _ in chunk]))
             task.add_done_callback(functools.partial(self._deliver, [f for _, f in chunk]))
 
@@ -130,7 +138,7 @@ class RemoteVerifier(LoopThreadVerifier):
                 future.set_result(task.result()[k])
 
     async def _check_many(self, requests: list[ProofRequest]) -> list[Verdict]:
-        chunks = [requests[i:i + self._batch] for i in range(0, len(requests), self._batch)]
+        chunks = [requests[i : i + self._batch] for i in range(0, len(requests), self._batch)]
         try:
             answers = await asyncio.gather(*(self._post(chunk) for chunk in chunks))
         except asyncio.CancelledError:
@@ -140,8 +148,11 @@ class RemoteVerifier(LoopThreadVerifier):
         return [v for answer in answers for v in answer]
 
     async def _post(self, chunk: list[ProofRequest]) -> list[Verdict]:
-        payload = {"requests": [{"statement": r.statement, "proof": r.proof, "header": r.header, "name": r.name}
-                                for r in chunk]}
+        payload = {
+            "requests": [
+                {"statement": r.statement, "proof": r.proof, "header": r.header, "name": r.name} for r in chunk
+            ]
+        }
         failures = 0
         while True:
             if self._closed:
@@ -151,8 +162,10 @@ class RemoteVerifier(LoopThreadVerifier):
             except self._httpx.TransportError as exc:
                 failures += 1
                 if failures >= RETRIES:
-                    raise ServiceUnavailableError(f"the verification service at {self.url} failed {RETRIES} times in "
-                                                  f"a row: {type(exc).__name__}: {exc}") from exc
+                    raise ServiceUnavailableError(
+                        f"the verification service at {self.url} failed {RETRIES} times in "
+                        f"a row: {type(exc).__name__}: {exc}"
+                    ) from exc
                 logger.warning("verification service at %s: %s; trying again", self.url, exc)
                 await asyncio.sleep(0.5 * 2 ** (failures - 1))
                 continue
@@ -172,17 +185,24 @@ class RemoteVerifier(LoopThreadVerifier):
         if response.status_code == 401:
             raise LeanSetupError(f"the verification service at {self.url} refused the API key: set ${API_KEY_ENV}")
         if response.status_code != 200:
-            raise VerifierError(f"the verification service at {self.url} refused a batch of {expected}: "
-                                f"HTTP {response.status_code}: {response.text[:500]}")
+            raise VerifierError(
+                f"the verification service at {self.url} refused a batch of {expected}: "
+                f"HTTP {response.status_code}: {response.text[:500]}"
+            )
         try:
-            verdicts = [Verdict.from_json({k: v for k, v in d.items() if k in _VERDICT_FIELDS})
-                        for d in response.json()["verdicts"]]
+            verdicts = [
+                Verdict.from_json({k: v for k, v in d.items() if k in _VERDICT_FIELDS})
+                for d in response.json()["verdicts"]
+            ]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise VerifierError(f"the verification service at {self.url} answered something that is not a list of "
-                                f"verdicts: {response.text[:300]}") from exc
+            raise VerifierError(
+                f"the verification service at {self.url} answered something that is not a list of "
+                f"verdicts: {response.text[:300]}"
+            ) from exc
         if len(verdicts) != expected:
-            raise VerifierError(f"the verification service at {self.url} answered {len(verdicts)} verdicts for "
-                                f"{expected} proofs")
+            raise VerifierError(
+                f"the verification service at {self.url} answered {len(verdicts)} verdicts for {expected} proofs"
+            )
         return verdicts
 
     def close(self) -> None:
@@ -202,4 +222,3 @@ class RemoteVerifier(LoopThreadVerifier):
         client = getattr(self, "_client", None)
         if client is not None:
             await client.aclose()
-

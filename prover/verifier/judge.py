@@ -17,8 +17,11 @@ SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
 # One line of `#print axioms` (Lean's printAxiomsOf, src/Lean/Elab/Print.lean, worded the same at
 # v4.9.0 and on main): the constant's name in apostrophes, then its sorted axioms, wrapped past 120
 # columns ("[propext,\n Classical.choice,\n Quot.sound]"), or "does not depend on any axioms".
-_AXIOMS_LINE = re.compile(r"'(?P<name>.+)' (?:depends on axioms:\s*\[(?P<axioms>[^\]]*)\]"
-                          r"|(?P<none>does not depend on any axioms))", re.S)
+_AXIOMS_LINE = re.compile(
+    r"'(?P<name>.+)' (?:depends on axioms:\s*\[(?P<axioms>[^\]]*)\]"
+    r"|(?P<none>does not depend on any axioms))",
+    re.S,
+)
 ROOT = "_root_."
 _DECL = re.compile(r"(?:^|[\s\]])(?:theorem|lemma)\s+(«[^»]+»|[^\s:({\[⦃]+)")
 _COMMENT_TOKEN = re.compile(r"--|/-|-/")
@@ -33,11 +36,11 @@ def strip_comments(text: str) -> str:
         tok = m.group()
         if depth == 0:
             if tok == "--":
-                out.append(text[i:m.start()])
+                out.append(text[i : m.start()])
                 nl = text.find("\n", m.end())
                 i = len(text) if nl < 0 else nl
             elif tok == "/-":
-                out.append(text[i:m.start()])
+                out.append(text[i : m.start()])
                 depth, i = 1, m.end()
         elif tok in ("/-", "-/"):
             depth += 1 if tok == "/-" else -1
@@ -155,8 +158,12 @@ def judge_axioms(response: dict[str, Any], allowlist: set[str], theorem: str | N
     """
     axioms = parse_axioms(response, theorem)
     if axioms is None:
-        detail = _first_line(" | ".join(str(m.get("data", "")) for m in response.get("messages") or []
-                                        if isinstance(m, dict))) or "no answer"
+        detail = (
+            _first_line(
+                " | ".join(str(m.get("data", "")) for m in response.get("messages") or [] if isinstance(m, dict))
+            )
+            or "no answer"
+        )
         target = f"`{_plain(theorem)}`" if theorem else "the theorem"
         return Verdict(Status.REJECTED, f"axioms: no `#print axioms` line for {target} ({detail})", "axioms")
     extra = sorted(set(axioms) - allowlist)

@@ -19,8 +19,13 @@ import signal
 import sys
 
 # rlimit name -> resource constant name; the values come from VerifierConfig (0 = leave as is).
-RLIMITS = {"as": "RLIMIT_AS", "cpu": "RLIMIT_CPU", "nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC",
-           "fsize": "RLIMIT_FSIZE"}
+RLIMITS = {
+    "as": "RLIMIT_AS",
+    "cpu": "RLIMIT_CPU",
+    "nofile": "RLIMIT_NOFILE",
+    "nproc": "RLIMIT_NPROC",
+    "fsize": "RLIMIT_FSIZE",
+}
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38  # <linux/prctl.h>
 
 

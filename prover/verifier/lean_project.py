@@ -30,9 +30,11 @@ logger = logging.getLogger(__name__)
 
 REPL_RELPATH = Path(".lake/packages/REPL/.lake/build/bin/repl")
 ENV_CACHE = Path(".lake/prover-env.json")
-SETUP_HINT = ("build it with `bash scripts/setup_lean.sh` (installs elan, fetches Mathlib's build cache, "
-              "builds the REPL) and point to it with `export PROVER_LEAN_PROJECT=/path/to/repo` "
-              "or `--lean_project /path/to/repo`")
+SETUP_HINT = (
+    "build it with `bash scripts/setup_lean.sh` (installs elan, fetches Mathlib's build cache, "
+    "builds the REPL) and point to it with `export PROVER_LEAN_PROJECT=/path/to/repo` "
+    "or `--lean_project /path/to/repo`"
+)
 _KEEP = ("LEAN", "LAKE", "ELAN")  # prefixes of the variables lake env sets
 _KEEP_EXACT = ("PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH")
 # Variables holding a list of directories, and variables holding one, that lake env may print relative.
@@ -51,15 +53,18 @@ def find_lean_project(config: VerifierConfig) -> Path:
     if not project.is_dir():
         raise LeanSetupError(f"Lean project {project} does not exist: {SETUP_HINT}")
     if not any((project / f).is_file() for f in ("lakefile.lean", "lakefile.toml")):
-        raise LeanSetupError(f"{project} has no lakefile.lean / lakefile.toml, so it is not a Lake project: {SETUP_HINT}")
+        raise LeanSetupError(
+            f"{project} has no lakefile.lean / lakefile.toml, so it is not a Lake project: {SETUP_HINT}"
+        )
     return project
 
 
 def find_repl(config: VerifierConfig, project: Path) -> Path:
     repl = Path(config.repl_path).expanduser() if config.repl_path else project / REPL_RELPATH
     if not (repl.is_file() and os.access(repl, os.X_OK)):
-        raise LeanSetupError(f"REPL binary {repl} not found or not executable (run `lake build repl` in {project}); "
-                             f"{SETUP_HINT}")
+        raise LeanSetupError(
+            f"REPL binary {repl} not found or not executable (run `lake build repl` in {project}); {SETUP_HINT}"
+        )
     return repl.resolve()
 
 
@@ -73,6 +78,7 @@ def _fingerprint(project: Path) -> str:
 
 def absolute_env(env: dict[str, str], root: Path) -> dict[str, str]:
     """``env`` with every relative directory in its path variables made absolute against ``root``."""
+
     def absolute(entry: str) -> str:
         return entry if not entry or os.path.isabs(entry) else os.path.normpath(root / entry)
 
@@ -109,8 +115,9 @@ def lean_env(project: Path) -> dict[str, str]:
         out = subprocess.run([lake, "env", "env", "-0"], cwd=project, capture_output=True, timeout=600, check=True)
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", b"") or b""
-        raise LeanSetupError(f"`lake env` failed in {project}: {exc} {detail.decode(errors='replace')[-500:]}; "
-                             f"{SETUP_HINT}") from exc
+        raise LeanSetupError(
+            f"`lake env` failed in {project}: {exc} {detail.decode(errors='replace')[-500:]}; {SETUP_HINT}"
+        ) from exc
     env = {}
     for item in out.stdout.decode().split("\0"):
         key, eq, value = item.partition("=")
@@ -133,8 +140,10 @@ def repl_launch(config: VerifierConfig) -> tuple[list[str], dict[str, str]]:
     """The command line that starts one REPL and the environment variables it needs."""
     if config.repl_command:
         # Workers run in their scratch directory: make relative file arguments absolute.
-        return [str(Path(a).resolve()) if not a.startswith("-") and "/" in a and Path(a).exists() else a
-                for a in config.repl_command], {}
+        return [
+            str(Path(a).resolve()) if not a.startswith("-") and "/" in a and Path(a).exists() else a
+            for a in config.repl_command
+        ], {}
     project = find_lean_project(config)
     repl = find_repl(config, project)
     return [str(repl)], lean_env(project)

@@ -37,8 +37,14 @@ from prover.verifier import sandbox as sandbox_mod
 from prover.verifier.base import LoopThreadVerifier
 from prover.verifier.cache import VerdictCache
 from prover.verifier.config import VerifierConfig
-from prover.verifier.errors import (LeanSetupError, PoolClosedError, ReplCrashed, ReplError, ReplTimeout,
-                                    WorkerStartError)
+from prover.verifier.errors import (
+    LeanSetupError,
+    PoolClosedError,
+    ReplCrashed,
+    ReplError,
+    ReplTimeout,
+    WorkerStartError,
+)
 from prover.verifier.judge import clean_messages, judge_axioms, judge_command, theorem_name
 from prover.verifier.lean_project import lean_version_id, repl_launch
 from prover.verifier.repl import ReplProcess, sweep_stale_scratch
@@ -145,9 +151,16 @@ class LeanPool(LoopThreadVerifier):
 
     def stats(self) -> dict:
         """Live, idle and busy workers, cache size (for progress displays), and the sandbox in use."""
-        return {"live": self._live, "idle": sum(len(q) for q in self._idle.values()), "busy": len(self._busy),
-                "waiting": len(self._waiters), "cached": len(self._cache), "headers": list(self._headers),
-                "bad_headers": dict(self._bad_headers), "sandbox": self._policy.describe()}
+        return {
+            "live": self._live,
+            "idle": sum(len(q) for q in self._idle.values()),
+            "busy": len(self._busy),
+            "waiting": len(self._waiters),
+            "cached": len(self._cache),
+            "headers": list(self._headers),
+            "bad_headers": dict(self._bad_headers),
+            "sandbox": self._policy.describe(),
+        }
 
     def close(self) -> None:
         if threading.current_thread() is self._thread:
@@ -202,8 +215,9 @@ class LeanPool(LoopThreadVerifier):
             if isinstance(exc, asyncio.CancelledError) and not self._closed:
                 future.cancel()  # a request sharing this check runs it itself
             else:
-                future.set_exception(PoolClosedError("the pool closed") if isinstance(exc, asyncio.CancelledError)
-                                     else exc)
+                future.set_exception(
+                    PoolClosedError("the pool closed") if isinstance(exc, asyncio.CancelledError) else exc
+                )
                 future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
         finally:
@@ -218,8 +232,12 @@ class LeanPool(LoopThreadVerifier):
             return Verdict(Status.REJECTED, f"screen: {reason}", "screen")
         name = theorem_name(request.statement)
         if name is None:
-            return Verdict(Status.ERROR, "statement: no `theorem <name>` or `lemma <name>` in the trusted statement "
-                                         "(the axiom check needs the name)", "statement")
+            return Verdict(
+                Status.ERROR,
+                "statement: no `theorem <name>` or `lemma <name>` in the trusted statement "
+                "(the axiom check needs the name)",
+                "statement",
+            )
         lay = layout(request.header, request.statement, request.proof)
         start = time.monotonic()
         last: ReplError | None = None
@@ -235,14 +253,20 @@ class LeanPool(LoopThreadVerifier):
             if verdict is not None:
                 return verdict
         if lay.header in self._bad_headers:
-            return Verdict(Status.ERROR, f"header: {self._bad_headers[lay.header]}", "header",
-                           time=time.monotonic() - start)
-        return Verdict(Status.ERROR, f"infra: {last.reason if last else 'no worker'}"
-                       + (f" (stderr: {last.stderr[-300:]})" if last and last.stderr else ""), "infra",
-                       time=time.monotonic() - start)
+            return Verdict(
+                Status.ERROR, f"header: {self._bad_headers[lay.header]}", "header", time=time.monotonic() - start
+            )
+        return Verdict(
+            Status.ERROR,
+            f"infra: {last.reason if last else 'no worker'}"
+            + (f" (stderr: {last.stderr[-300:]})" if last and last.stderr else ""),
+            "infra",
+            time=time.monotonic() - start,
+        )
 
-    async def _run_on(self, worker: Worker, lay: Layout, name: str, attempt: int
-                      ) -> tuple[Verdict | None, ReplError | None]:
+    async def _run_on(
+        self, worker: Worker, lay: Layout, name: str, attempt: int
+    ) -> tuple[Verdict | None, ReplError | None]:
         """One attempt on ``worker``: a verdict, or (None, the infrastructure failure) to retry."""
         start = time.monotonic()
         try:
@@ -254,16 +278,27 @@ class LeanPool(LoopThreadVerifier):
                 verdict = judge_axioms(axioms, self._allowlist)
         except ReplTimeout:
             self._discard(worker)
-            return Verdict(Status.TIMEOUT, f"timeout: no verdict within {self.config.timeout:g} s", "timeout",
-                           time=time.monotonic() - start), None
+            return Verdict(
+                Status.TIMEOUT,
+                f"timeout: no verdict within {self.config.timeout:g} s",
+                "timeout",
+                time=time.monotonic() - start,
+            ), None
         except ReplError as exc:
             self._discard(worker)
             oom = worker.repl.oom or bool(_OOM.search(exc.stderr))
             if worker.repl.oom or (oom and attempt == 2):
-                limit = (f"{self.config.check_memory_mb} MB resident" if worker.repl.oom
-                         else f"address space {self.config.address_space_mb} MB")
-                return Verdict(Status.TIMEOUT, f"memory: the check exceeded its memory limit ({limit})", "memory",
-                               time=time.monotonic() - start), None
+                limit = (
+                    f"{self.config.check_memory_mb} MB resident"
+                    if worker.repl.oom
+                    else f"address space {self.config.address_space_mb} MB"
+                )
+                return Verdict(
+                    Status.TIMEOUT,
+                    f"memory: the check exceeded its memory limit ({limit})",
+                    "memory",
+                    time=time.monotonic() - start,
+                ), None
             logger.warning("worker %d failed (attempt %d): %s", worker.id, attempt, exc)
             return None, exc
         except BaseException:
@@ -273,8 +308,12 @@ class LeanPool(LoopThreadVerifier):
         limit = self.config.check_memory_mb
         if limit and memory > limit:  # what it wrote to RAM-backed /tmp counts as memory
             self._discard(worker)
-            return Verdict(Status.TIMEOUT, f"memory: the check ended above its memory limit ({limit} MB, resident "
-                           "plus RAM-backed /tmp)", "memory", time=time.monotonic() - start), None
+            return Verdict(
+                Status.TIMEOUT,
+                f"memory: the check ended above its memory limit ({limit} MB, resident plus RAM-backed /tmp)",
+                "memory",
+                time=time.monotonic() - start,
+            ), None
         self._release(worker, memory, wrote)
         return replace(verdict, messages=messages, time=time.monotonic() - start), None
 
@@ -319,8 +358,14 @@ class LeanPool(LoopThreadVerifier):
     async def _start_worker(self, header: str) -> Worker:
         """Start and load a worker (counted live from now on); on failure it is gone again."""
         self._live += 1
-        repl = ReplProcess(self._argv, env=self._env, sandbox=self._policy, scratch_root=self.config.scratch_dir,
-                           max_response_bytes=self.config.max_response_mb << 20, name="repl")
+        repl = ReplProcess(
+            self._argv,
+            env=self._env,
+            sandbox=self._policy,
+            scratch_root=self.config.scratch_dir,
+            max_response_bytes=self.config.max_response_mb << 20,
+            name="repl",
+        )
         worker = Worker(header, repl)
         self._repls.add(repl)
         try:
@@ -384,8 +429,13 @@ class LeanPool(LoopThreadVerifier):
         self._busy.discard(worker)
         limit = self.config.memory_limit_mb
         # One that wrote to its RAM-backed /tmp is replaced, so that the next proof finds it empty.
-        if (worker.checks >= self.config.max_checks_per_worker or (limit and memory_mb > limit) or wrote_tmpfs
-                or worker.header not in self._headers or self._closed):
+        if (
+            worker.checks >= self.config.max_checks_per_worker
+            or (limit and memory_mb > limit)
+            or wrote_tmpfs
+            or worker.header not in self._headers
+            or self._closed
+        ):
             self._retire(worker, replace_it=True)
             return
         for i, (header, waiter) in enumerate(self._waiters):

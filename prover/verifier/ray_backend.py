@@ -142,8 +142,9 @@ class RayVerifier(LoopThreadVerifier):
         if self._owns_ray:
             ray.init(address=config.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         allowlist = config.effective_axiom_allowlist()
-        self._cache = VerdictCache(config.cache_path, f"{sorted(allowlist)}|native={config.allow_native}|"
-                                                      f"{lean_version_id(config)}")
+        self._cache = VerdictCache(
+            config.cache_path, f"{sorted(allowlist)}|native={config.allow_native}|{lean_version_id(config)}"
+        )
         self._inflight: dict[str, asyncio.Future] = {}
         self._queue: deque[_Item] = deque()
         self._slots: list[_Slot] = []
@@ -172,9 +173,17 @@ class RayVerifier(LoopThreadVerifier):
         answered: dict[str, int] = {}
         for slot in self._slots:
             answered[slot.node] = answered.get(slot.node, 0) + slot.answered
-        return {"actors": len(live), "actors_started": len(self._slots), "workers": sum(s.workers for s in live),
-                "queued": len(self._queue), "inflight": sum(s.inflight for s in live), "cached": len(self._cache),
-                "nodes": sorted({s.node for s in live}), "answered": answered, "resent": self._resent}
+        return {
+            "actors": len(live),
+            "actors_started": len(self._slots),
+            "workers": sum(s.workers for s in live),
+            "queued": len(self._queue),
+            "inflight": sum(s.inflight for s in live),
+            "cached": len(self._cache),
+            "nodes": sorted({s.node for s in live}),
+            "answered": answered,
+            "resent": self._resent,
+        }
 
     def close(self) -> None:
         """Shut the actors' pools down, kill the actors, leave the cluster if this client joined it."""
@@ -187,8 +196,9 @@ class RayVerifier(LoopThreadVerifier):
         if closing:
             _, late = self._ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT)
             if late:
-                logger.warning("%d verifier actors did not close their pools within %g s; killing them",
-                               len(late), CLOSE_TIMEOUT)
+                logger.warning(
+                    "%d verifier actors did not close their pools within %g s; killing them", len(late), CLOSE_TIMEOUT
+                )
         for slot in self._slots:
             if slot.owned:
                 self._kill(slot.handle)
@@ -203,14 +213,23 @@ class RayVerifier(LoopThreadVerifier):
         cpus = self.config.ray_cpus_per_actor
         plan = plan_actors(self._ray.nodes(), cpus)
         if not plan:
-            raise VerifierError(f"no live Ray node has ray_cpus_per_actor={cpus} CPUs: lower "
-                                f"verifier.ray_cpus_per_actor or add CPU nodes to the cluster")
+            raise VerifierError(
+                f"no live Ray node has ray_cpus_per_actor={cpus} CPUs: lower "
+                f"verifier.ray_cpus_per_actor or add CPU nodes to the cluster"
+            )
         actor_config = replace(self.config, backend="local", workers=cpus, cache_path=None)
         job = shared_job_key()
-        created = [self._create_actor(actor_config, headers, node, f"prover-verifier-{job}-{i}" if job else None)
-                   for i, node in enumerate(plan)]
-        logger.info("%d verifier actors (%d REPL workers each) on %d nodes, %d started by this process",
-                    len(created), cpus, len(set(plan)), sum(owned for _, owned in created))
+        created = [
+            self._create_actor(actor_config, headers, node, f"prover-verifier-{job}-{i}" if job else None)
+            for i, node in enumerate(plan)
+        ]
+        logger.info(
+            "%d verifier actors (%d REPL workers each) on %d nodes, %d started by this process",
+            len(created),
+            cpus,
+            len(set(plan)),
+            sum(owned for _, owned in created),
+        )
         infos = [handle.info.remote() for handle, _ in created]
         slots, errors = [], []
         for (handle, owned), node, ref in zip(created, plan, infos):
@@ -231,8 +250,11 @@ class RayVerifier(LoopThreadVerifier):
         """(handle, whether this process created it): the named actor of the job if another process made it."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        options = {"num_cpus": config.workers, "max_restarts": 0,
-                   "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+        options = {
+            "num_cpus": config.workers,
+            "max_restarts": 0,
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False),
+        }
         if name:
             options["name"] = name
         try:
@@ -294,7 +316,8 @@ class RayVerifier(LoopThreadVerifier):
         unanswered = dict(enumerate(items))
         try:
             stream = slot.handle.check_stream.options(num_returns="streaming").remote(
-                [(i, item.request) for i, item in unanswered.items()])
+                [(i, item.request) for i, item in unanswered.items()]
+            )
             async for ref in stream:
                 i, verdict = await ref
                 item = unanswered.pop(i)
@@ -306,8 +329,12 @@ class RayVerifier(LoopThreadVerifier):
         except ray.exceptions.RayActorError as exc:
             if slot.alive:
                 slot.alive = False
-                logger.warning("verifier actor on %s died (%s); re-sending its %d unanswered proofs",
-                               slot.node, type(exc).__name__, len(unanswered))
+                logger.warning(
+                    "verifier actor on %s died (%s); re-sending its %d unanswered proofs",
+                    slot.node,
+                    type(exc).__name__,
+                    len(unanswered),
+                )
                 self._kill(slot.handle)
             self._requeue(list(unanswered.values()), f"actor on {slot.node} died: {exc}")
         except ray.exceptions.RayError as exc:  # the actor is alive but the call failed: a bug, not a proof

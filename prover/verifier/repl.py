@@ -18,8 +18,8 @@ import os
 import shutil
 import signal
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prover.verifier import sandbox as sandbox_mod
@@ -38,7 +38,7 @@ def sweep_stale_scratch(root: str | None = None) -> int:
     """Remove scratch directories whose owning process is gone (it was killed before it could clean up)."""
     removed = 0
     for path in Path(root or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
-        owner = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        owner = path.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
         if not owner.isdigit():
             continue
         try:
@@ -52,10 +52,12 @@ def sweep_stale_scratch(root: str | None = None) -> int:
 
 
 if hasattr(asyncio, "timeout"):  # Python >= 3.11: no extra task per request
+
     async def _with_timeout(coro, timeout: float | None):
         async with asyncio.timeout(timeout):
             return await coro
 else:
+
     async def _with_timeout(coro, timeout: float | None):
         return await asyncio.wait_for(coro, timeout)
 
@@ -68,11 +70,18 @@ class ReplProcess:
     After any of them the process is dead and must be replaced.
     """
 
-    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None,
-                 sandbox: sandbox_mod.Policy | str = "none",
-                 limits: dict[str, int] | None = None, scratch_root: str | None = None,
-                 max_response_bytes: int = 64 << 20, name: str = "repl",
-                 record: Callable[[dict[str, Any], bytes], None] | None = None):
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        sandbox: sandbox_mod.Policy | str = "none",
+        limits: dict[str, int] | None = None,
+        scratch_root: str | None = None,
+        max_response_bytes: int = 64 << 20,
+        name: str = "repl",
+        record: Callable[[dict[str, Any], bytes], None] | None = None,
+    ):
         self.argv = list(argv)
         self.extra_env = dict(env or {})
         self.sandbox = sandbox
@@ -108,14 +117,23 @@ class ReplProcess:
         try:
             self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self.scratch_root))
             self._stderr_path = self.scratch / "stderr.log"
-            policy = self.sandbox if isinstance(self.sandbox, sandbox_mod.Policy) else sandbox_mod.make_policy(
-                self.sandbox, self.limits, self.argv, self.extra_env)
+            policy = (
+                self.sandbox
+                if isinstance(self.sandbox, sandbox_mod.Policy)
+                else sandbox_mod.make_policy(self.sandbox, self.limits, self.argv, self.extra_env)
+            )
             self._confinement = sandbox_mod.Confinement(policy, str(self.scratch))
             with open(self._stderr_path, "wb") as stderr:
                 self.proc = await asyncio.create_subprocess_exec(
-                    *self._confinement.command(self.argv), stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE, stderr=stderr, env=self._child_env(), cwd=self.scratch,
-                    start_new_session=True, limit=self.max_response_bytes)
+                    *self._confinement.command(self.argv),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=stderr,
+                    env=self._child_env(),
+                    cwd=self.scratch,
+                    start_new_session=True,
+                    limit=self.max_response_bytes,
+                )
         except OSError as exc:
             if self._confinement:
                 self._confinement.release()

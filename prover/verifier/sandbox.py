@@ -57,7 +57,7 @@ LEAN_PATH_VARS = ("LEAN_SYSROOT", "LEAN_PATH", "LD_LIBRARY_PATH")  # the toolcha
 
 MODES = {  # for run directories and stats: what each sandbox keeps from a proof
     "bwrap": "namespaces (pid, net, ipc, uts, cgroup); reads only the bound paths; writes only scratch and "
-             "bounded, counted tmpfs",
+    "bounded, counted tmpfs",
     "unshare": "namespaces (pid, net, ipc); the host's filesystem, confined only by the worker's uid",
     "none": "no namespaces: the host's filesystem and network, confined only by the worker's uid",
 }
@@ -66,13 +66,19 @@ MODES = {  # for run directories and stats: what each sandbox keeps from a proof
 def limits_from_config(config) -> dict[str, int]:
     """The rlimits of a worker, in bytes / seconds / counts."""
     mb = 1024 * 1024
-    return {"as": config.address_space_mb * mb, "cpu": config.cpu_seconds, "nofile": config.max_open_files,
-            "nproc": config.max_processes, "fsize": config.max_file_mb * mb}
+    return {
+        "as": config.address_space_mb * mb,
+        "cpu": config.cpu_seconds,
+        "nofile": config.max_open_files,
+        "nproc": config.max_processes,
+        "fsize": config.max_file_mb * mb,
+    }
 
 
 # ---------------------------------------------------------------------------------------- which sandbox
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _works(*argv: str) -> bool:
     if not shutil.which(argv[0]):
         return False
@@ -84,8 +90,20 @@ def _works(*argv: str) -> bool:
 
 def bwrap_works() -> bool:
     """bwrap is installed and can build its namespaces here (containers may forbid them)."""
-    return _works("bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
-                  "--unshare-net", "--die-with-parent", "true")
+    return _works(
+        "bwrap",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--die-with-parent",
+        "true",
+    )
 
 
 def _unshare_prefix() -> list[str]:
@@ -103,11 +121,15 @@ def resolve_sandbox(kind: str) -> str:
     if kind == "auto":
         resolved = "bwrap" if bwrap_works() else "unshare" if unshare_works() else "none"
         if resolved != "bwrap":
-            _warn_once(f"sandbox=auto: bwrap is missing or cannot create namespaces here, so REPL workers run "
-                       f"under {resolved!r} ({MODES[resolved]}); install bubblewrap for a confined filesystem")
+            _warn_once(
+                f"sandbox=auto: bwrap is missing or cannot create namespaces here, so REPL workers run "
+                f"under {resolved!r} ({MODES[resolved]}); install bubblewrap for a confined filesystem"
+            )
         return resolved
     if kind == "bwrap" and not bwrap_works():
-        raise ValueError("sandbox=bwrap: bwrap is missing or cannot create namespaces here (apt-get install bubblewrap)")
+        raise ValueError(
+            "sandbox=bwrap: bwrap is missing or cannot create namespaces here (apt-get install bubblewrap)"
+        )
     if kind == "unshare" and not unshare_works():
         raise ValueError("sandbox=unshare: unshare cannot create network/pid namespaces here")
     if kind not in SANDBOXES:
@@ -115,7 +137,7 @@ def resolve_sandbox(kind: str) -> str:
     return kind
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warn_once(message: str) -> None:
     logger.warning(message)
 
@@ -131,11 +153,17 @@ def describe(config) -> dict:
         kind = resolve_sandbox(config.sandbox)
     except ValueError as exc:
         return {**record, "error": str(exc)}
-    return {**record, "resolved": kind, "protects": MODES[kind], "pool_user": "root" if os.geteuid() == 0 else "other",
-            "pids_cgroup": cgroups.parent() is not None}
+    return {
+        **record,
+        "resolved": kind,
+        "protects": MODES[kind],
+        "pool_user": "root" if os.geteuid() == 0 else "other",
+        "pids_cgroup": cgroups.parent() is not None,
+    }
 
 
 # ---------------------------------------------------------------------------------------- the policy
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -149,18 +177,25 @@ class Policy:
     tmpfs_mb: int = 256
 
     def describe(self) -> dict:
-        return {"sandbox": self.kind, "protects": MODES[self.kind],
-                "worker_user": "own uid" if self.own_uid else "the pool's user" + (
-                    " in a user namespace" if os.geteuid() != 0 and self.kind != "none" else ""),
-                "process_limit": self._process_limit(), "tmpfs_mb": self.tmpfs_mb if self.kind == "bwrap" else None}
+        return {
+            "sandbox": self.kind,
+            "protects": MODES[self.kind],
+            "worker_user": "own uid"
+            if self.own_uid
+            else "the pool's user" + (" in a user namespace" if os.geteuid() != 0 and self.kind != "none" else ""),
+            "process_limit": self._process_limit(),
+            "tmpfs_mb": self.tmpfs_mb if self.kind == "bwrap" else None,
+        }
 
     def _process_limit(self) -> str:
         if not self.limits.get("nproc"):
             return "none"
         ways = ["cgroup pids.max"] if self.cgroup_parent else []
         if self.own_uid or os.geteuid() != 0:
-            ways.append("RLIMIT_NPROC" + (" (every process of the pool's user)" if os.geteuid() != 0 and
-                                          self.kind == "none" else ""))
+            ways.append(
+                "RLIMIT_NPROC"
+                + (" (every process of the pool's user)" if os.geteuid() != 0 and self.kind == "none" else "")
+            )
         return " + ".join(ways) or "not enforced (root without its own uid or a pids cgroup)"
 
 
@@ -172,8 +207,14 @@ def policy_for(config, argv: list[str], env: dict[str, str]) -> Policy:
     return make_policy(kind, limits_from_config(config), argv, env, project, config.tmpfs_mb)
 
 
-def make_policy(kind: str, limits: dict[str, int], argv: list[str], env: dict[str, str],
-                project: str | None = None, tmpfs_mb: int = 256) -> Policy:
+def make_policy(
+    kind: str,
+    limits: dict[str, int],
+    argv: list[str],
+    env: dict[str, str],
+    project: str | None = None,
+    tmpfs_mb: int = 256,
+) -> Policy:
     """The policy for REPLs started as ``argv`` with ``env``; ``kind`` is already resolved."""
     needed = _needed_paths(argv, env, project)
     own_uid = False
@@ -181,8 +222,10 @@ def make_policy(kind: str, limits: dict[str, int], argv: list[str], env: dict[st
         blocked = [p for p in needed if not _others_can_read(p, through_parents=kind != "bwrap")]
         own_uid = not blocked
         if blocked:
-            _warn_once(f"REPL workers run as root: {blocked[0]} (or a directory on the way to it) is not readable "
-                       f"by other users, so they cannot run under a uid of their own")
+            _warn_once(
+                f"REPL workers run as root: {blocked[0]} (or a directory on the way to it) is not readable "
+                f"by other users, so they cannot run under a uid of their own"
+            )
     cgroup = cgroups.parent() if limits.get("nproc") else None
     if cgroup:
         cgroups.sweep_stale(cgroup)
@@ -263,10 +306,17 @@ class Confinement:
     def command(self, argv: list[str]) -> list[str]:
         """The full command line: launcher, sandbox, init, then ``argv``."""
         kind = self.policy.kind
-        init = {"uid": self.uid, "nproc": self.policy.limits.get("nproc", 0), "reaper": kind != "bwrap",
-                "cwd": self.scratch}
-        launch = {"parent": os.getpid(), "cgroup": self.cgroup,
-                  "limits": {k: v for k, v in self.policy.limits.items() if k != "nproc"}}
+        init = {
+            "uid": self.uid,
+            "nproc": self.policy.limits.get("nproc", 0),
+            "reaper": kind != "bwrap",
+            "cwd": self.scratch,
+        }
+        launch = {
+            "parent": os.getpid(),
+            "cgroup": self.cgroup,
+            "limits": {k: v for k, v in self.policy.limits.items() if k != "nproc"},
+        }
         if kind == "none":  # no sandbox in between: the launcher goes on as the init
             return _python("launch", {**launch, "init": init}, argv)
         inner = _python("init", init, argv)
@@ -274,8 +324,15 @@ class Confinement:
         return _python("launch", launch, [*outer, "--", *inner])
 
     def _bwrap(self) -> list[str]:
-        args = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try"]
+        args = [
+            "bwrap",
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]
         for path in SYSTEM_DIRS:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
@@ -354,8 +411,11 @@ def _python(stage: str, spec: dict, argv: list[str]) -> list[str]:
 
 def _init_paths() -> tuple[str, ...]:
     """What the init inside bwrap needs: the launcher and the interpreter that runs it."""
-    return tuple(p for p in dict.fromkeys((os.path.abspath(launcher.__file__), sys.executable, sys.base_prefix))
-                 if not _under(p, ("/usr",)))
+    return tuple(
+        p
+        for p in dict.fromkeys((os.path.abspath(launcher.__file__), sys.executable, sys.base_prefix))
+        if not _under(p, ("/usr",))
+    )
 
 
 def _allocate_uid() -> int:

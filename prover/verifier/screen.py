@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 # Keywords that start a command or a declaration, or modify one (Lean core, Batteries, Mathlib,
 # Aesop). None of them belongs inside a tactic proof.
-COMMAND_KEYWORDS = frozenset("""
+COMMAND_KEYWORDS = frozenset(
+    """
 theorem lemma def abbrev axiom axioms example instance structure class inductive coinductive opaque
 mutual namespace section end variable universe universes export attribute import private protected
 noncomputable partial unsafe nonrec local scoped omit include deriving where
@@ -37,7 +38,8 @@ compile_inductive compile_def initialize_simps_projections mk_iff_of_inductive_p
 declare_aesop_rule_sets add_aesop_rules erase_aesop_rules declare_config_elab
 declare_command_config_elab simproc dsimproc simproc_decl dsimproc_decl builtin_simproc
 builtin_dsimproc builtin_simproc_decl grind_pattern init_quot sudo
-""".split())
+""".split()
+)
 
 # Names that close a goal without a proof.
 SORRY_NAMES = frozenset({"sorry", "admit", "sorryAx"})
@@ -50,8 +52,19 @@ ADMITTING_TACTICS = frozenset({"slim_check", "plausible"})
 # Names that make Lean trust compiled code instead of the kernel (allowed with allow_native).
 # `bv_decide` / `bv_check` check their SAT certificate with `Lean.ofReduceBool` (Lean >= v4.12), so
 # they belong here; the axiom check rejects them as well.
-NATIVE_NAMES = frozenset({"native_decide", "ofReduceBool", "ofReduceNat", "reduceBool", "reduceNat",
-                          "trustCompiler", "bv_decide", "bv_decide?", "bv_check"})
+NATIVE_NAMES = frozenset(
+    {
+        "native_decide",
+        "ofReduceBool",
+        "ofReduceNat",
+        "reduceBool",
+        "reduceNat",
+        "trustCompiler",
+        "bv_decide",
+        "bv_decide?",
+        "bv_check",
+    }
+)
 # `native` is the config flag of `decide +native` / `decide (config := {native := true})`; elsewhere a name.
 NATIVE_FLAG = "native"
 # Attributes and constants that swap the kernel's view of a definition for foreign code.
@@ -63,9 +76,19 @@ META_ROOTS = frozenset({"Lean", "IO", "EIO", "BaseIO", "System", "Elab", "Meta"}
 
 # Options a proof may set locally with `set_option ... in`; everything else (debug.*, kernel.*,
 # compiler.*, backward.*, trace.*, ...) is rejected.
-ALLOWED_OPTIONS = frozenset({"maxHeartbeats", "maxRecDepth", "maxSynthPendingDepth", "synthInstance.maxHeartbeats",
-                             "synthInstance.maxSize", "exponentiation.threshold", "push_neg.use_distrib",
-                             "autoImplicit", "relaxedAutoImplicit"})
+ALLOWED_OPTIONS = frozenset(
+    {
+        "maxHeartbeats",
+        "maxRecDepth",
+        "maxSynthPendingDepth",
+        "synthInstance.maxHeartbeats",
+        "synthInstance.maxSize",
+        "exponentiation.threshold",
+        "push_neg.use_distrib",
+        "autoImplicit",
+        "relaxedAutoImplicit",
+    }
+)
 ALLOWED_OPTION_PREFIXES = ("pp.", "linter.")
 
 _GREEK_LOWER = "\u03b1-\u03ba\u03bc-\u03c9"  # without lambda
@@ -82,18 +105,72 @@ _DIGITS = re.compile(r"[0-9]+")
 _COMMENT_MARK = re.compile(r"/-|-/")
 _FOREIGN_LETTER = {"Lu", "Ll", "Lt", "Lo"}  # letters; modifier letters (ᶜ, ᵀ, ᵥ) are Mathlib notation
 _COMMENT_MAY_FOLLOW = re.compile(f"[\\s{_ID_REST}()\\[\\]{{}}⟨⟩,;]")
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f"
-                        "\u3164\ufe00-\ufe0f\ufeff\uffa0\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+)
 
 # Latin look-alikes from other scripts (a small, practical subset of Unicode's confusables).
-_CONFUSABLES = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "ё": "e", "һ": "h", "і": "i", "ј": "j", "к": "k", "м": "m", "н": "h", "о": "o",
-    "р": "p", "с": "c", "ѕ": "s", "т": "t", "у": "y", "х": "x", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ɡ": "g", "ı": "i",
-    "ο": "o", "α": "a", "ν": "v", "ρ": "p", "τ": "t", "υ": "u", "ι": "i", "κ": "k", "χ": "x",
-    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T", "Х": "X",
-    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
-    "Τ": "T", "Υ": "Y", "Χ": "X",
-})
+_CONFUSABLES = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "ё": "e",
+        "һ": "h",
+        "і": "i",
+        "ј": "j",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "ѕ": "s",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "ԁ": "d",
+        "ԛ": "q",
+        "ԝ": "w",
+        "ɡ": "g",
+        "ı": "i",
+        "ο": "o",
+        "α": "a",
+        "ν": "v",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "ι": "i",
+        "κ": "k",
+        "χ": "x",
+        "А": "A",
+        "В": "B",
+        "Е": "E",
+        "К": "K",
+        "М": "M",
+        "Н": "H",
+        "О": "O",
+        "Р": "P",
+        "С": "C",
+        "Т": "T",
+        "Х": "X",
+        "Α": "A",
+        "Β": "B",
+        "Ε": "E",
+        "Ζ": "Z",
+        "Η": "H",
+        "Ι": "I",
+        "Κ": "K",
+        "Μ": "M",
+        "Ν": "N",
+        "Ο": "O",
+        "Ρ": "P",
+        "Τ": "T",
+        "Υ": "Y",
+        "Χ": "X",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -221,7 +298,7 @@ def _starts_tactic(tokens: list[Token], k: int, text: str) -> bool:
     """Whether token ``k`` stands where a tactic starts: first on its line, or after ``by``, ``;``,
     ``<;>``, ``|`` or a ``·`` bullet. After ``=>`` it may be a tactic (``| inl h => stop``) or a term
     (``fun stop => stop``): left to Lean, whose sorry warning and axiom check reject the tactic."""
-    if k == 0 or "\n" in text[tokens[k - 1].pos:tokens[k].pos]:
+    if k == 0 or "\n" in text[tokens[k - 1].pos : tokens[k].pos]:
         return True
     prev = tokens[k - 1].text
     if prev in ("by", ";", "|", "·", "•"):
@@ -231,7 +308,7 @@ def _starts_tactic(tokens: list[Token], k: int, text: str) -> bool:
 
 def _native_flag(tokens: list[Token], k: int) -> bool:
     """``+native`` or ``native :=`` (a config field), not a variable named ``native``."""
-    after = "".join(t.text for t in tokens[k + 1:k + 3])
+    after = "".join(t.text for t in tokens[k + 1 : k + 3])
     return (k > 0 and tokens[k - 1].text == "+") or after == ":="
 
 
@@ -240,20 +317,27 @@ def _check_tokens(tokens: list[Token], allow_native: bool, text: str) -> None:
         if tok.kind != "ident":
             continue
         parts, whole = tok.parts, ".".join(tok.parts)
-        if len(parts) == 1 and whole in COMMAND_KEYWORDS and not (whole == "scoped" and k and tokens[k - 1].parts == ("open",)):
+        if (
+            len(parts) == 1
+            and whole in COMMAND_KEYWORDS
+            and not (whole == "scoped" and k and tokens[k - 1].parts == ("open",))
+        ):
             raise ScreenReject(f"new command or declaration (`{tok.text}`)", tok.pos, "command")
         for part in parts:
             if part in SORRY_NAMES:
                 raise ScreenReject(f"uses `{part}`", tok.pos, "sorry")
             if part in ADMITTING_TACTICS:
-                raise ScreenReject(f"uses `{part}` (closes the goal with sorry when it finds no counterexample)",
-                                   tok.pos, "admitting")
+                raise ScreenReject(
+                    f"uses `{part}` (closes the goal with sorry when it finds no counterexample)", tok.pos, "admitting"
+                )
             if part in FOREIGN_NAMES or part.startswith("unsafe"):
                 raise ScreenReject(f"uses `{part}` (foreign or unsafe code)", tok.pos, "foreign")
             if part in SEARCH_TACTICS:
                 raise ScreenReject(f"uses `{part}` (can close goals with a hidden sorry)", tok.pos, "search")
             if part in NATIVE_NAMES and not allow_native:
-                raise ScreenReject(f"uses `{part}` (trusts the compiler; set allow_native to accept)", tok.pos, "native")
+                raise ScreenReject(
+                    f"uses `{part}` (trusts the compiler; set allow_native to accept)", tok.pos, "native"
+                )
         if whole == STOP and _starts_tactic(tokens, k, text):
             raise ScreenReject("uses `stop` (discards the rest of the proof with sorry)", tok.pos, "sorry")
         if whole == NATIVE_FLAG and not allow_native and _native_flag(tokens, k):
@@ -274,15 +358,16 @@ def _check_set_option(tokens: list[Token], k: int) -> None:
         raise ScreenReject("malformed `set_option`", pos, "set_option")
     name = ".".join(tokens[k + 1].parts)
     if not _option_allowed(name):
-        raise ScreenReject(f"`set_option {name}` (only {sorted(ALLOWED_OPTIONS)} and pp.*/linter.* may be set)", pos,
-                           "set_option")
+        raise ScreenReject(
+            f"`set_option {name}` (only {sorted(ALLOWED_OPTIONS)} and pp.*/linter.* may be set)", pos, "set_option"
+        )
     if k + 3 >= len(tokens) or tokens[k + 3].parts != ("in",):
         raise ScreenReject(f"`set_option {name}` without `in` is a new command", pos, "command")
 
 
 def _check_open(tokens: list[Token], k: int) -> None:
     """Only the tactic form ``open A B in`` may appear (a bare ``open`` is a new command)."""
-    for tok in tokens[k + 1:]:
+    for tok in tokens[k + 1 :]:
         if tok.kind == "ident" and tok.parts == ("in",):
             return
         if tok.kind != "ident" and tok.text not in "()→":

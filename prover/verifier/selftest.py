@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from prover.verifier.config import DEFAULT_HEADER, VerifierConfig
-from prover.verifier.judge import axioms_command, axiom_lines, judge_axioms, judge_command, theorem_name
+from prover.verifier.judge import axiom_lines, axioms_command, judge_axioms, judge_command, theorem_name
 from prover.verifier.lean_project import repl_launch
 from prover.verifier.pool import LeanPool
 from prover.verifier.repl import ReplProcess
 from prover.verifier.sandbox import policy_for
-from prover.verifier.verdict import ProofRequest, Status, Verdict
+from prover.verifier.verdict import ProofRequest, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -51,37 +51,73 @@ class Case:
 # Through the pool: every layer, the screen included.
 POOL_CASES = [
     Case("honest", "theorem selftest_norm_num : (2 : ℕ) + 2 = 4 := by\n", "  norm_num", ("proved/axioms",)),
-    Case("honest", "theorem selftest_subst (a b : ℝ) (h₀ : a = 2) (h₁ : b = 3) : a * b = 6 := by\n",
-         "  subst h₀ h₁\n  norm_num", ("proved/axioms",)),
-    Case("honest", "theorem selftest_nlinarith (x y : ℝ) : 2 * x * y ≤ x ^ 2 + y ^ 2 := by\n",
-         "  nlinarith [sq_nonneg (x - y)]", ("proved/axioms",)),
+    Case(
+        "honest",
+        "theorem selftest_subst (a b : ℝ) (h₀ : a = 2) (h₁ : b = 3) : a * b = 6 := by\n",
+        "  subst h₀ h₁\n  norm_num",
+        ("proved/axioms",),
+    ),
+    Case(
+        "honest",
+        "theorem selftest_nlinarith (x y : ℝ) : 2 * x * y ≤ x ^ 2 + y ^ 2 := by\n",
+        "  nlinarith [sq_nonneg (x - y)]",
+        ("proved/axioms",),
+    ),
     Case("honest", "theorem selftest_omega (n : ℕ) (h : n % 4 = 3) : n % 2 = 1 := by\n", "  omega", ("proved/axioms",)),
-    Case("honest", "theorem selftest_sum : ∑ i in Finset.range 10, i = 45 := by\n",
-         "  simp [Finset.sum_range_succ]", ("proved/axioms",)),
+    Case(
+        "honest",
+        "theorem selftest_sum : ∑ i in Finset.range 10, i = 45 := by\n",
+        "  simp [Finset.sum_range_succ]",
+        ("proved/axioms",),
+    ),
     Case("wrong", "theorem selftest_wrong (x : ℝ) (h : 2 * x = 4) : x = 3 := by\n", "  linarith", ("rejected/lean",)),
     Case("cheat", "theorem selftest_sorry (x : ℝ) : x = x + 1 := by\n", "  sorry", ("rejected/screen",)),
     Case("cheat", "theorem selftest_sorryax : (1 : ℕ) = 2 := by\n", "  exact sorryAx _ false", ("rejected/screen",)),
     Case("cheat", "theorem selftest_native : 2 ^ 10 = 1024 := by\n", "  native_decide", ("rejected/screen",)),
-    Case("cheat", "theorem selftest_axiom : (1 : ℕ) = 1 := by\n", "  rfl\n\naxiom selftest_cheat : False",
-         ("rejected/screen",)),
+    Case(
+        "cheat",
+        "theorem selftest_axiom : (1 : ℕ) = 1 := by\n",
+        "  rfl\n\naxiom selftest_cheat : False",
+        ("rejected/screen",),
+    ),
     Case("cheat", "theorem selftest_apply : (1 : ℕ) = 1 := by\n", "  apply?", ("rejected/screen",)),
-    Case("cheat", "theorem selftest_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n",
-         "  cases h with\n  | inl hp => stop\n  | inr hq => exact Or.inl hq", ("rejected/sorry", "rejected/axioms")),
+    Case(
+        "cheat",
+        "theorem selftest_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n",
+        "  cases h with\n  | inl hp => stop\n  | inr hq => exact Or.inl hq",
+        ("rejected/sorry", "rejected/axioms"),
+    ),
 ]
 
 # Through one raw REPL on the header's environment: Lean's own verdicts, no screen.
 LAYER_CASES = [
     Case("cheat", "theorem selftest_raw_sorry (x : ℝ) : x = x + 1 := by\n", "  sorry", ("rejected/sorry",)),
-    Case("cheat", "axiom selftest_ax : False\ntheorem selftest_uses_ax : (1 : ℕ) = 2 := by\n", "  exact selftest_ax.elim",
-         ("rejected/axioms",)),
+    Case(
+        "cheat",
+        "axiom selftest_ax : False\ntheorem selftest_uses_ax : (1 : ℕ) = 2 := by\n",
+        "  exact selftest_ax.elim",
+        ("rejected/axioms",),
+    ),
     Case("cheat", "theorem selftest_by_native : 2 ^ 10 = 1024 := by\n", "  native_decide", ("rejected/axioms",)),
     Case("honest", "theorem selftest_by_kernel : 2 ^ 10 = 1024 := by\n", "  decide", ("proved/axioms",)),
-    Case("cheat", "theorem selftest_hidden : (1 : ℕ) = 2 := by\n", "  exact sorryAx _ false",
-         ("rejected/sorry", "rejected/axioms")),
-    Case("cheat", "theorem selftest_raw_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n",
-         "  cases h with\n  | inl hp => stop\n  | inr hq => exact Or.inl hq", ("rejected/sorry", "rejected/axioms")),
-    Case("cheat", "theorem selftest_slim (n : ℕ) : n + 0 = n + 1 := by\n", "  slim_check",
-         ("rejected/sorry", "rejected/axioms", "rejected/lean")),
+    Case(
+        "cheat",
+        "theorem selftest_hidden : (1 : ℕ) = 2 := by\n",
+        "  exact sorryAx _ false",
+        ("rejected/sorry", "rejected/axioms"),
+    ),
+    Case(
+        "cheat",
+        "theorem selftest_raw_stop (p q : Prop) (h : p ∨ q) : q ∨ p := by\n",
+        "  cases h with\n  | inl hp => stop\n  | inr hq => exact Or.inl hq",
+        ("rejected/sorry", "rejected/axioms"),
+    ),
+    Case(
+        "cheat",
+        "theorem selftest_slim (n : ℕ) : n + 0 = n + 1 := by\n",
+        "  slim_check",
+        ("rejected/sorry", "rejected/axioms", "rejected/lean"),
+    ),
 ]
 # A theorem whose name also exists under the opened namespace Nat (`Nat.selftest_twin`, clean):
 # `#print axioms selftest_twin` then lists both; the check must see the theorem's own sorryAx.
@@ -90,8 +126,13 @@ TWIN = "theorem selftest_twin : (1 : ℕ) = 1 := by\n  exact sorryAx _ false"
 
 # Tactic mode: (tactic, expected outcome), each from the theorem's first state.
 TACTIC_STATEMENT = "theorem selftest_tactics (x : ℕ) (h : x + 1 = 3) : x = 2 := by\n"
-TACTIC_STEPS = [("omega", "finished"), ("sorry", "given_up"), ("have h2 : x = 2 := by sorry", "given_up"),
-                ("exact selftest_no_such_lemma", "error"), ("exact h", "error")]
+TACTIC_STEPS = [
+    ("omega", "finished"),
+    ("sorry", "given_up"),
+    ("have h2 : x = 2 := by sorry", "given_up"),
+    ("exact selftest_no_such_lemma", "error"),
+    ("exact h", "error"),
+]
 
 
 def peak_memory_mb() -> float:
@@ -133,8 +174,9 @@ class Transcript:
 
     def write(self, folder: Path, name: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}.in").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n\n" for r in self.requests),
-                                           encoding="utf-8")
+        (folder / f"{name}.in").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n\n" for r in self.requests), encoding="utf-8"
+        )
         (folder / f"{name}.expected.out").write_bytes(b"".join(self.answers))
 
 
@@ -144,13 +186,18 @@ class Report:
         self.checks = 0
         self.unexpected: list[str] = []
 
-    def line(self, section: str, name: str, outcome: str, expect: tuple[str, ...], seconds: float, note: str = "") -> None:
+    def line(
+        self, section: str, name: str, outcome: str, expect: tuple[str, ...], seconds: float, note: str = ""
+    ) -> None:
         self.checks += 1
         ok = outcome in expect
         if not ok:
             self.unexpected.append(f"{section} {name}: {outcome}, expected {' or '.join(expect)}")
-        print(f"{'ok ' if ok else 'BAD'} {section:<8} {name:<28} {outcome:<18} {seconds:7.2f} s {peak_memory_mb():8.0f} MB"
-              + (f"  {note}" if note else ""), file=self.stream)
+        print(
+            f"{'ok ' if ok else 'BAD'} {section:<8} {name:<28} {outcome:<18} {seconds:7.2f} s {peak_memory_mb():8.0f} MB"
+            + (f"  {note}" if note else ""),
+            file=self.stream,
+        )
 
 
 def _outcome(verdict: Verdict) -> str:
@@ -161,20 +208,37 @@ def check_pool(config: VerifierConfig, report: Report) -> None:
     with LeanPool(config, headers=[DEFAULT_HEADER]) as pool:
         for case in POOL_CASES:
             verdict = pool.check_batch([ProofRequest(case.statement, case.proof, DEFAULT_HEADER, case.name)])[0]
-            report.line("pool", case.name, _outcome(verdict), case.expect, verdict.time,
-                        "" if verdict.proved else verdict.reason[:100])
+            report.line(
+                "pool",
+                case.name,
+                _outcome(verdict),
+                case.expect,
+                verdict.time,
+                "" if verdict.proved else verdict.reason[:100],
+            )
 
 
 async def _check_layers(config: VerifierConfig, report: Report, record: Callable) -> None:
     argv, env = repl_launch(config)
-    repl = ReplProcess(argv, env=env, sandbox=policy_for(config, argv, env),
-                       scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20, record=record)
+    repl = ReplProcess(
+        argv,
+        env=env,
+        sandbox=policy_for(config, argv, env),
+        scratch_root=config.scratch_dir,
+        max_response_bytes=config.max_response_mb << 20,
+        record=record,
+    )
     await repl.start()
     try:
         start = time.monotonic()
         header = await repl.request({"cmd": DEFAULT_HEADER}, config.start_timeout)
-        report.line("layers", "header", "loaded" if "env" in header and not judge_command(header) else str(header)[:60],
-                    ("loaded",), time.monotonic() - start)
+        report.line(
+            "layers",
+            "header",
+            "loaded" if "env" in header and not judge_command(header) else str(header)[:60],
+            ("loaded",),
+            time.monotonic() - start,
+        )
         env0 = header["env"]
         for case in LAYER_CASES:
             start = time.monotonic()
@@ -184,8 +248,14 @@ async def _check_layers(config: VerifierConfig, report: Report, record: Callable
                 name = theorem_name(case.statement)
                 axioms = await repl.request({"cmd": axioms_command(name), "env": answer["env"]}, config.timeout)
                 verdict = judge_axioms(axioms, config.effective_axiom_allowlist(), name)
-            report.line("layers", case.name, _outcome(verdict), case.expect, time.monotonic() - start,
-                        "" if verdict.proved else verdict.reason[:100])
+            report.line(
+                "layers",
+                case.name,
+                _outcome(verdict),
+                case.expect,
+                time.monotonic() - start,
+                "" if verdict.proved else verdict.reason[:100],
+            )
         start = time.monotonic()
         decoy = await repl.request({"cmd": TWIN_DECOY, "env": env0}, config.timeout)
         twin = await repl.request({"cmd": TWIN, "env": decoy["env"]}, config.timeout)
@@ -193,8 +263,14 @@ async def _check_layers(config: VerifierConfig, report: Report, record: Callable
         rooted = await repl.request({"cmd": axioms_command("_root_.selftest_twin"), "env": twin["env"]}, config.timeout)
         verdict = judge_axioms(rooted, config.effective_axiom_allowlist(), "selftest_twin")
         listed = [name for name, _ in axiom_lines(loose) or []]
-        report.line("layers", "selftest_twin (open Nat)", _outcome(verdict), ("rejected/axioms",),
-                    time.monotonic() - start, f"unanchored #print axioms lists {listed}")
+        report.line(
+            "layers",
+            "selftest_twin (open Nat)",
+            _outcome(verdict),
+            ("rejected/axioms",),
+            time.monotonic() - start,
+            f"unanchored #print axioms lists {listed}",
+        )
     finally:
         await repl.close()
 
@@ -203,12 +279,15 @@ def check_tactics(config: VerifierConfig, report: Report, record: Callable) -> N
     from prover.data.problem import Problem
     from prover.search.backends import LeanRepl, ReplBackend
 
-    backend = ReplBackend(lambda: LeanRepl(config, record=record), timeout=config.timeout,
-                          start_timeout=config.start_timeout)
+    backend = ReplBackend(
+        lambda: LeanRepl(config, record=record), timeout=config.timeout, start_timeout=config.start_timeout
+    )
     try:
         start = time.monotonic()
         root = backend.start(Problem("selftest_tactics", TACTIC_STATEMENT, DEFAULT_HEADER))
-        report.line("tactics", "first state", "state", ("state",), time.monotonic() - start, root.goals.replace("\n", " | "))
+        report.line(
+            "tactics", "first state", "state", ("state",), time.monotonic() - start, root.goals.replace("\n", " | ")
+        )
         for tactic, expect in TACTIC_STEPS:
             start = time.monotonic()
             outcome = backend.run_tactic(root, tactic)
@@ -221,7 +300,10 @@ def _recorded(path: Path) -> tuple[list[dict], list[Any]] | None:
     out = path.with_name(path.name[:-3] + ".expected.out")
     if not out.is_file():
         return None
-    blocks = lambda text: [b for b in text.split("\n\n") if b.strip()]
+
+    def blocks(text):
+        return [b for b in text.split("\n\n") if b.strip()]
+
     requests = [json.loads("".join(line.strip() for line in b.splitlines())) for b in blocks(path.read_text("utf-8"))]
     return requests, [json.loads(b) for b in blocks(out.read_text("utf-8"))]
 
@@ -233,8 +315,13 @@ async def _replay_golden(config: VerifierConfig, golden: Path, report: Report) -
         if conversation is None:
             continue
         start = time.monotonic()
-        repl = ReplProcess(argv, env=env, sandbox=policy_for(config, argv, env),
-                           scratch_root=config.scratch_dir, max_response_bytes=config.max_response_mb << 20)
+        repl = ReplProcess(
+            argv,
+            env=env,
+            sandbox=policy_for(config, argv, env),
+            scratch_root=config.scratch_dir,
+            max_response_bytes=config.max_response_mb << 20,
+        )
         await repl.start()
         first_difference = ""
         try:
@@ -246,11 +333,19 @@ async def _replay_golden(config: VerifierConfig, golden: Path, report: Report) -
             first_difference = first_difference or f"{type(exc).__name__}: {exc}"
         finally:
             await repl.close()
-        report.line("golden", str(path.relative_to(golden))[:-3][:28], "differs" if first_difference else "same",
-                    ("same",), time.monotonic() - start, first_difference)
+        report.line(
+            "golden",
+            str(path.relative_to(golden))[:-3][:28],
+            "differs" if first_difference else "same",
+            ("same",),
+            time.monotonic() - start,
+            first_difference,
+        )
 
 
-def run_selftest(config: VerifierConfig, out_dir: Path, golden: Path | None = None, stream: TextIO | None = None) -> int:
+def run_selftest(
+    config: VerifierConfig, out_dir: Path, golden: Path | None = None, stream: TextIO | None = None
+) -> int:
     """Run the self-test; 0 when every verdict is the expected one, 1 otherwise."""
     import sys
 
@@ -266,8 +361,11 @@ def run_selftest(config: VerifierConfig, out_dir: Path, golden: Path | None = No
     tactics.write(out_dir, "selftest_tactics")
     if golden is not None:
         asyncio.run(_replay_golden(config, golden, report))
-    print(f"{report.checks} checks, {report.checks - len(report.unexpected)} as expected; the REPL's answers are in "
-          f"{out_dir} (NAME.in / NAME.expected.out, the format of ../shared/golden/repl)", file=report.stream)
+    print(
+        f"{report.checks} checks, {report.checks - len(report.unexpected)} as expected; the REPL's answers are in "
+        f"{out_dir} (NAME.in / NAME.expected.out, the format of ../shared/golden/repl)",
+        file=report.stream,
+    )
     for line in report.unexpected:
         print(f"  unexpected: {line}", file=report.stream)
     return 1 if report.unexpected else 0

@@ -44,7 +44,7 @@ def split_header(code: str) -> Split:
             break
         i += 1
     header = "".join(lines[:i])
-    return Split(header=header, body=code[len(header):], header_lines=header.count("\n"))
+    return Split(header=header, body=code[len(header) :], header_lines=header.count("\n"))
 
 
 @dataclass(frozen=True)

@@ -58,5 +58,5 @@ class Verdict:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Verdict":
+    def from_json(cls, d: dict[str, Any]) -> Verdict:
         return cls(**{**d, "status": Status(d["status"])})

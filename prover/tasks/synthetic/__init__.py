@@ -8,4 +8,11 @@ from prover.tasks.synthetic.base_model import BaseModelConfig, ensure_base_model
 from prover.tasks.synthetic.checker import SyntheticVerifier, check_proof
 from prover.tasks.synthetic.task import SyntheticOptions, SyntheticTask
 
-__all__ = ["BaseModelConfig", "SyntheticOptions", "SyntheticTask", "SyntheticVerifier", "check_proof", "ensure_base_model"]
+__all__ = [
+    "BaseModelConfig",
+    "SyntheticOptions",
+    "SyntheticTask",
+    "SyntheticVerifier",
+    "check_proof",
+    "ensure_base_model",
+]

@@ -39,15 +39,40 @@ DONE = "synthetic.json"  # written last: a directory without it is an interrupte
 @dataclass
 class BaseModelConfig:
     seed: int = field(default=0, metadata={"help": "seed of the corpus and of the model's initialisation"})
-    examples: int = field(default=20000, metadata={"help": "(theorem, proof) pairs in the supervised corpus, drawn from theorems outside the test set"})
-    rare_theorem_fraction: float = field(default=0.0, metadata={"help": "share of corpus theorems that need a multiplication (the train/test share is task.options.rare_fraction)"})
-    multiplicative_style_prob: float = field(default=0.15, metadata={"help": "probability that an easy corpus theorem with a multiplicative proof gets one instead of an additive proof"})
-    hidden_size: int = field(default=128, metadata={"help": "model width; heads are 32 wide (vLLM's CPU kernel needs >= 32)"})
+    examples: int = field(
+        default=20000,
+        metadata={"help": "(theorem, proof) pairs in the supervised corpus, drawn from theorems outside the test set"},
+    )
+    rare_theorem_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of corpus theorems that need a multiplication (the train/test share is task.options.rare_fraction)"
+        },
+    )
+    multiplicative_style_prob: float = field(
+        default=0.15,
+        metadata={
+            "help": "probability that an easy corpus theorem with a multiplicative proof gets one instead of an additive proof"
+        },
+    )
+    hidden_size: int = field(
+        default=128, metadata={"help": "model width; heads are 32 wide (vLLM's CPU kernel needs >= 32)"}
+    )
     layers: int = field(default=4, metadata={"help": "transformer blocks"})
-    steps: int = field(default=500, metadata={"help": "optimizer steps (~1 min on 2 idle cores); more makes a sharper base that GRPO has less to teach"})
+    steps: int = field(
+        default=500,
+        metadata={
+            "help": "optimizer steps (~1 min on 2 idle cores); more makes a sharper base that GRPO has less to teach"
+        },
+    )
     batch_size: int = field(default=64, metadata={"help": "sequences per step"})
-    lr: float = field(default=3e-3, metadata={"help": "peak AdamW learning rate (linear warmup over 5% of steps, cosine decay to 10%)"})
-    threads: int = field(default=1, metadata={"help": "torch threads while training (1 is fastest for this size on a shared CPU)"})
+    lr: float = field(
+        default=3e-3,
+        metadata={"help": "peak AdamW learning rate (linear warmup over 5% of steps, cosine decay to 10%)"},
+    )
+    threads: int = field(
+        default=1, metadata={"help": "torch threads while training (1 is fastest for this size on a shared CPU)"}
+    )
 
     def __post_init__(self):
         for name in ("rare_theorem_fraction", "multiplicative_style_prob"):
@@ -63,7 +88,7 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "prover") / "synthetic"
 
 
-def cache_key(options: "SyntheticOptions") -> str:
+def cache_key(options: SyntheticOptions) -> str:
     """Hash of every setting the model depends on (train_size and probe_size do not: the corpus
     comes from all non-test theorems)."""
     settings = to_dict(options)
@@ -73,11 +98,12 @@ def cache_key(options: "SyntheticOptions") -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_corpus(options: "SyntheticOptions") -> list[tuple[str, str]]:
+def build_corpus(options: SyntheticOptions) -> list[tuple[str, str]]:
     """(prompt, completion) pairs: the skewed supervised data. Never uses a test theorem."""
     cfg = options.base_model
-    theorems = all_theorems(options.max_value, options.start_max, options.min_budget, options.max_budget,
-                            options.min_gap)
+    theorems = all_theorems(
+        options.max_value, options.start_max, options.min_budget, options.max_budget, options.min_gap
+    )
     pool = split_theorems(theorems, options.seed, options.test_size, 0, options.rare_fraction)["pool"]
     easy = [t for t in pool if t.kind == "easy"]
     rare = [t for t in pool if t.kind == "rare"]
@@ -110,17 +136,24 @@ def _tensors(pairs: list[tuple[str, str]], tokenizer) -> tuple[Any, Any, Any]:
     return ids, mask, labels
 
 
-def build_model(options: "SyntheticOptions", tokenizer):
+def build_model(options: SyntheticOptions, tokenizer):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = options.base_model
     heads = cfg.hidden_size // 32
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=2 * cfg.hidden_size,
-        num_hidden_layers=cfg.layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=tokenizer.model_max_length, tie_word_embeddings=False,
-        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=2 * cfg.hidden_size,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=tokenizer.model_max_length,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(config)
@@ -129,7 +162,7 @@ def build_model(options: "SyntheticOptions", tokenizer):
     return model
 
 
-def train_base_model(options: "SyntheticOptions", out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def train_base_model(options: SyntheticOptions, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Supervised training on ``build_corpus``; saves model + tokenizer to ``out_dir``; returns stats."""
     import torch
     from tqdm.auto import tqdm
@@ -158,10 +191,12 @@ def train_base_model(options: "SyntheticOptions", out_dir: str | Path, progress:
     for step in bar:
         if cursor + cfg.batch_size > len(order):
             order, cursor = torch.randperm(len(ids), generator=generator), 0
-        batch = order[cursor:cursor + cfg.batch_size]
+        batch = order[cursor : cursor + cfg.batch_size]
         cursor += cfg.batch_size
         width = int(mask[batch].sum(1).max())  # trim the padding every row of this batch shares
-        loss = model(input_ids=ids[batch, :width], attention_mask=mask[batch, :width], labels=labels[batch, :width]).loss
+        loss = model(
+            input_ids=ids[batch, :width], attention_mask=mask[batch, :width], labels=labels[batch, :width]
+        ).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -174,8 +209,12 @@ def train_base_model(options: "SyntheticOptions", out_dir: str | Path, progress:
     out_dir = Path(out_dir)
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    return {"final_loss": ema, "train_seconds": round(time.perf_counter() - t0, 1), "examples": len(ids),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "final_loss": ema,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "examples": len(ids),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 @contextlib.contextmanager
@@ -204,8 +243,9 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_base_model(options: "SyntheticOptions | dict | None" = None, cache_dir: str | Path | None = None,
-                      progress: bool = True) -> Path:
+def ensure_base_model(
+    options: SyntheticOptions | dict | None = None, cache_dir: str | Path | None = None, progress: bool = True
+) -> Path:
     """Path of the base model for ``options`` (task.options: a SyntheticOptions or its mapping).
 
     Trained on first use (a few minutes on 2 CPU cores) under ``cache_dir`` (default:
@@ -230,8 +270,9 @@ def ensure_base_model(options: "SyntheticOptions | dict | None" = None, cache_di
         tmp.mkdir(parents=True)
         with _torch_threads(options.base_model.threads):
             stats = train_base_model(options, tmp, progress=progress)
-        (tmp / DONE).write_text(json.dumps({"format": FORMAT_VERSION, "key": key, "options": to_dict(options),
-                                            **stats}, indent=2))
+        (tmp / DONE).write_text(
+            json.dumps({"format": FORMAT_VERSION, "key": key, "options": to_dict(options), **stats}, indent=2)
+        )
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
         logger.info("base model ready: %s (loss %.3f, %.0f s)", target, stats["final_loss"], stats["train_seconds"])

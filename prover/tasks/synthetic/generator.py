@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 ADDITIVE_OPS = ("+1", "+2", "+3")
 MULTIPLICATIVE_OPS = ("*2", "*3")
@@ -55,7 +55,7 @@ class Theorem:
         return "easy" if 0 < self.goal - self.start <= 3 * self.budget else "rare"
 
 
-@lru_cache(maxsize=None)  # (value, goal, steps, style): ~10^5 entries for the defaults
+@cache  # (value, goal, steps, style): ~10^5 entries for the defaults
 def _paths(value: int, goal: int, steps: int, additive_only: bool) -> int:
     """Number of proofs from ``value`` to ``goal`` in at most ``steps`` operations."""
     if value == goal:
@@ -73,7 +73,7 @@ def count_proofs(theorem: Theorem) -> dict[str, int]:
     return {"additive": additive, "multiplicative": total - additive}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _step_weights(value: int, goal: int, steps_left: int, mode: str) -> tuple[int, ...]:
     """For each op, the number of ``mode`` proofs that continue with it: ``additive`` (+ only),
     ``multiplicative`` (a * must still come) or ``any``."""
@@ -127,8 +127,9 @@ def all_theorems(max_value: int, start_max: int, min_budget: int, max_budget: in
     return out
 
 
-def split_theorems(theorems: list[Theorem], seed: int, test_size: int, train_size: int,
-                   rare_fraction: float) -> dict[str, list[Theorem]]:
+def split_theorems(
+    theorems: list[Theorem], seed: int, test_size: int, train_size: int, rare_fraction: float
+) -> dict[str, list[Theorem]]:
     """Disjoint ``test`` and ``train`` sets with ``rare_fraction`` rare theorems each, and ``pool``:
     every theorem not in test (where the base model's supervised data comes from).
 
@@ -144,7 +145,7 @@ def split_theorems(theorems: list[Theorem], seed: int, test_size: int, train_siz
         n_rare = round(size * rare_fraction)
         chosen = []
         for kind, n in (("rare", n_rare), ("easy", size - n_rare)):
-            pool = by_kind[kind][taken[kind]:taken[kind] + n]
+            pool = by_kind[kind][taken[kind] : taken[kind] + n]
             if len(pool) < n:
                 raise ValueError(
                     f"only {len(by_kind[kind])} {kind} theorems exist with these settings; {name} needs "

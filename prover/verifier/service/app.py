@@ -36,14 +36,18 @@ from prover.verifier.verdict import ProofRequest, Verdict
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/health/", "/"})  # answered without the key (load balancers, kimina health())
-ENDPOINTS = frozenset({"/api/check", "/verify", "/one_pass_verify_batch", "/v1/verify", "/health", "/", "/metrics",
-                       "/stats"})
+ENDPOINTS = frozenset(
+    {"/api/check", "/verify", "/one_pass_verify_batch", "/v1/verify", "/health", "/", "/metrics", "/stats"}
+)
 
 
 async def _reply(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-           (b"connection", b"close")] + [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ] + [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -79,13 +83,20 @@ class Gate:
 
         try:
             if self.api_key and path not in OPEN_PATHS and not self._authorized(scope):
-                await _reply(send_and_count, 401, "missing or wrong API key: send `Authorization: Bearer KEY`",
-                             {"www-authenticate": "Bearer"})
+                await _reply(
+                    send_and_count,
+                    401,
+                    "missing or wrong API key: send `Authorization: Bearer KEY`",
+                    {"www-authenticate": "Bearer"},
+                )
                 return
             declared = dict(scope["headers"]).get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                await _reply(send_and_count, 413, f"request body of {int(declared)} bytes; the limit is "
-                                                  f"{self.max_body} (service.max_body_mb)")
+                await _reply(
+                    send_and_count,
+                    413,
+                    f"request body of {int(declared)} bytes; the limit is {self.max_body} (service.max_body_mb)",
+                )
                 return
             body = bytearray()
             while True:
@@ -118,8 +129,9 @@ class Gate:
             self.metrics.request(label, status[0] or 499, time.monotonic() - start)  # 499: no answer sent
 
 
-def create_app(verifier: Verifier, service: ServiceConfig | None = None,
-               verifier_config: VerifierConfig | None = None) -> FastAPI:
+def create_app(
+    verifier: Verifier, service: ServiceConfig | None = None, verifier_config: VerifierConfig | None = None
+) -> FastAPI:
     """The service in front of ``verifier`` (which the caller owns and closes)."""
     service = service or ServiceConfig()
     verifier_config = verifier_config or VerifierConfig()
@@ -134,8 +146,9 @@ def create_app(verifier: Verifier, service: ServiceConfig | None = None,
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         # The errors without their "input": a rejected body can be megabytes of Lean.
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Refused)
@@ -144,17 +157,22 @@ def create_app(verifier: Verifier, service: ServiceConfig | None = None,
 
     def check_limits(items: list[tuple[str, str]]) -> None:
         if len(items) > service.max_batch:
-            raise HTTPException(413, f"{len(items)} items in one request; the limit is {service.max_batch} "
-                                     f"(service.max_batch): send smaller batches")
+            raise HTTPException(
+                413,
+                f"{len(items)} items in one request; the limit is {service.max_batch} "
+                f"(service.max_batch): send smaller batches",
+            )
         for name, text in items:
             size = len(text.encode())
             if size > service.max_snippet_bytes:
-                raise HTTPException(413, f"{name} is {size} bytes; the limit is {service.max_snippet_bytes} "
-                                         f"(service.max_snippet_bytes)")
+                raise HTTPException(
+                    413, f"{name} is {size} bytes; the limit is {service.max_snippet_bytes} (service.max_snippet_bytes)"
+                )
 
     def plans_of(codes: list[str]) -> list[SnippetPlan]:
-        return [plan_snippet(c, allow_native=verifier_config.allow_native, max_theorems=service.max_theorems)
-                for c in codes]
+        return [
+            plan_snippet(c, allow_native=verifier_config.allow_native, max_theorems=service.max_theorems) for c in codes
+        ]
 
     async def run_plans(plans: list[SnippetPlan]) -> list[list[Verdict]]:
         requests = [r for p in plans for r in p.requests]
@@ -177,8 +195,9 @@ def create_app(verifier: Verifier, service: ServiceConfig | None = None,
             raise HTTPException(422, "infotree is not supported: this service answers verdicts and Lean's messages")
         plans = await asyncio.to_thread(plans_of, [s.code for s in body.snippets])
         verdicts = await run_plans(plans)
-        return await answer(request, {"results": [check_result(s.id, p, v)
-                                                  for s, p, v in zip(body.snippets, plans, verdicts)]})
+        return await answer(
+            request, {"results": [check_result(s.id, p, v) for s, p, v in zip(body.snippets, plans, verdicts)]}
+        )
 
     @app.post("/verify")
     @app.post("/one_pass_verify_batch")
@@ -187,18 +206,22 @@ def create_app(verifier: Verifier, service: ServiceConfig | None = None,
         codes = [(str(c.custom_id), c.proof if c.proof is not None else c.code) for c in body.codes]
         check_limits([(f"code {cid!r}", text) for cid, text in codes])
         if body.infotree_type is not None:
-            raise HTTPException(422, "infotree_type is not supported: this service answers verdicts and Lean's messages")
+            raise HTTPException(
+                422, "infotree_type is not supported: this service answers verdicts and Lean's messages"
+            )
         plans = await asyncio.to_thread(plans_of, [text for _, text in codes])
         verdicts = await run_plans(plans)
-        return await answer(request, {"results": [verify_result(cid, p, v)
-                                                  for (cid, _), p, v in zip(codes, plans, verdicts)]})
+        return await answer(
+            request, {"results": [verify_result(cid, p, v) for (cid, _), p, v in zip(codes, plans, verdicts)]}
+        )
 
     @app.post("/v1/verify")
     async def verify_v1(body: VerifyV1Request, request: Request) -> JSONResponse:
         """Trusted header and statement, proof from the model: one ``Verdict`` per request, in order."""
         check_limits([(f"request {i}", r.header + r.statement + r.proof) for i, r in enumerate(body.requests)])
-        requests = [ProofRequest(statement=r.statement, proof=r.proof, header=r.header, name=r.name)
-                    for r in body.requests]
+        requests = [
+            ProofRequest(statement=r.statement, proof=r.proof, header=r.header, name=r.name) for r in body.requests
+        ]
         runner.admit(len(requests))
         verdicts = await runner.run(requests)
         return await answer(request, {"verdicts": [v.to_json() for v in verdicts]})
@@ -209,11 +232,20 @@ def create_app(verifier: Verifier, service: ServiceConfig | None = None,
     async def health() -> JSONResponse:
         if runner.draining:
             return JSONResponse({"status": "shutting down"}, status_code=503, headers=busy_headers)
-        return JSONResponse({
-            "status": "ok", "backend": verifier_config.backend, "timeout": verifier_config.timeout,
-            "queue": {"depth": runner.depth, "limit": service.max_queue},
-            "limits": {"max_batch": service.max_batch, "max_snippet_bytes": service.max_snippet_bytes,
-                       "max_body_mb": service.max_body_mb, "max_theorems": service.max_theorems}})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "backend": verifier_config.backend,
+                "timeout": verifier_config.timeout,
+                "queue": {"depth": runner.depth, "limit": service.max_queue},
+                "limits": {
+                    "max_batch": service.max_batch,
+                    "max_snippet_bytes": service.max_snippet_bytes,
+                    "max_body_mb": service.max_body_mb,
+                    "max_theorems": service.max_theorems,
+                },
+            }
+        )
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:

@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     service = config.service
     if config.verifier.backend == "http":
-        print("error: verifier.backend=http would put this service in front of another one; "
-              "serve a local pool (local) or Ray actors (ray)", file=sys.stderr)
+        print(
+            "error: verifier.backend=http would put this service in front of another one; "
+            "serve a local pool (local) or Ray actors (ray)",
+            file=sys.stderr,
+        )
         return 2
     try:
         sock = listen(service.host, service.port)
@@ -50,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {service.host}:{service.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if not _loopback(service.host) and not (service.api_key or os.environ.get(API_KEY_ENV)):
-        logger.warning("listening on %s without an API key: anyone who reaches the port can use the verifier "
-                       "(set $%s or --service.api_key)", service.host, API_KEY_ENV)
+        logger.warning(
+            "listening on %s without an API key: anyone who reaches the port can use the verifier "
+            "(set $%s or --service.api_key)",
+            service.host,
+            API_KEY_ENV,
+        )
     try:
         verifier = make_verifier(config.verifier, headers=service.warm_headers)
     except (VerifierError, ValueError, OSError) as exc:
@@ -59,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: verifier: {exc}", file=sys.stderr)
         return 2
     with verifier:
-        print(f"serving on http://{service.host}:{sock.getsockname()[1]} ({config.verifier.backend} verifier)", flush=True)
+        print(
+            f"serving on http://{service.host}:{sock.getsockname()[1]} ({config.verifier.backend} verifier)", flush=True
+        )
         DrainingServer(create_app(verifier, service, config.verifier), service.shutdown_grace).run(sockets=[sock])
     return 0

@@ -53,7 +53,7 @@ class CheckRequest(BaseModel):
     infotree: str | None = None
 
     @model_validator(mode="after")
-    def _ids(self) -> "CheckRequest":
+    def _ids(self) -> CheckRequest:
         if not self.snippets:
             raise ValueError("`snippets` must be non empty")
         if len({s.id for s in self.snippets}) != len(self.snippets):
@@ -67,7 +67,7 @@ class Code(BaseModel):
     code: str | None = None  # the older autoformalizer clients' name for it
 
     @model_validator(mode="after")
-    def _content(self) -> "Code":
+    def _content(self) -> Code:
         if self.proof is None and self.code is None:
             raise ValueError(f"code {self.custom_id!r} has neither `proof` nor `code`")
         return self
@@ -117,8 +117,10 @@ def snippet_verdict(plan: SnippetPlan, verdicts: list[Verdict]) -> tuple[Verdict
 
 def _span(mark: Mark | None) -> dict[str, Any]:
     mark = mark or Mark(1, 0)
-    return {"pos": {"line": mark.line, "column": mark.column},
-            "endPos": {"line": mark.line, "column": mark.column + mark.length}}
+    return {
+        "pos": {"line": mark.line, "column": mark.column},
+        "endPos": {"line": mark.line, "column": mark.column + mark.length},
+    }
 
 
 def _is_sorry(verdict: Verdict) -> bool:
@@ -139,7 +141,9 @@ def _response(plan: SnippetPlan, verdict: Verdict, k: int, verdicts: list[Verdic
     if verdict.status is Status.REJECTED:
         if _is_sorry(verdict):
             warning = next((m for m in messages if SORRY_WARNING.search(str(m.get("data", "")))), None)
-            span = {"pos": warning["pos"], "endPos": warning.get("endPos") or warning["pos"]} if warning else _span(where)
+            span = (
+                {"pos": warning["pos"], "endPos": warning.get("endPos") or warning["pos"]} if warning else _span(where)
+            )
             sorries = [{**span, "goal": f"(goal not kept by the verifier: {verdict.reason})"}]
             if warning is None:
                 messages.append({"severity": "warning", **span, "data": "declaration uses 'sorry'"})
@@ -155,8 +159,13 @@ def _response(plan: SnippetPlan, verdict: Verdict, k: int, verdicts: list[Verdic
 
 
 def _verdict_field(plan: SnippetPlan, verdict: Verdict) -> dict[str, Any]:
-    return {"status": verdict.status.value, "check": verdict.check, "reason": verdict.reason,
-            "cached": verdict.cached, "theorems": list(plan.theorems)}
+    return {
+        "status": verdict.status.value,
+        "check": verdict.check,
+        "reason": verdict.reason,
+        "cached": verdict.cached,
+        "theorems": list(plan.theorems),
+    }
 
 
 def check_result(snippet_id: str, plan: SnippetPlan, verdicts: list[Verdict]) -> dict[str, Any]:

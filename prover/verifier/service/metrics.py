@@ -33,8 +33,11 @@ class Latencies:
 
     def summary(self) -> dict[str, float]:
         values = sorted(self.recent)
-        return {"count": self.count, "sum": round(self.total, 6),
-                **{f"p{round(q * 100):d}": round(quantile(values, q), 6) for q in QUANTILES}}
+        return {
+            "count": self.count,
+            "sum": round(self.total, 6),
+            **{f"p{round(q * 100):d}": round(quantile(values, q), 6) for q in QUANTILES},
+        }
 
 
 class Metrics:
@@ -80,27 +83,39 @@ class Metrics:
     def prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         s = self.snapshot()
-        out = ["# HELP prover_service_requests_total HTTP requests answered, by endpoint and status code.",
-               "# TYPE prover_service_requests_total counter"]
-        out += [f'prover_service_requests_total{{endpoint="{r["endpoint"]}",code="{r["status"]}"}} {r["count"]}'
-                for r in s["requests"]]
-        out += ["# HELP prover_service_verdicts_total Verdicts reached, by status.",
-                "# TYPE prover_service_verdicts_total counter"]
+        out = [
+            "# HELP prover_service_requests_total HTTP requests answered, by endpoint and status code.",
+            "# TYPE prover_service_requests_total counter",
+        ]
+        out += [
+            f'prover_service_requests_total{{endpoint="{r["endpoint"]}",code="{r["status"]}"}} {r["count"]}'
+            for r in s["requests"]
+        ]
+        out += [
+            "# HELP prover_service_verdicts_total Verdicts reached, by status.",
+            "# TYPE prover_service_verdicts_total counter",
+        ]
         out += [f'prover_service_verdicts_total{{status="{k}"}} {v}' for k, v in s["verdicts"].items()]
-        out += ["# HELP prover_service_client_disconnects_total Requests whose caller left before the answer.",
-                "# TYPE prover_service_client_disconnects_total counter",
-                f"prover_service_client_disconnects_total {s['client_disconnects']}",
-                "# HELP prover_service_queue_depth Proofs admitted and not yet answered.",
-                "# TYPE prover_service_queue_depth gauge",
-                f"prover_service_queue_depth {s['queue']['depth']}",
-                "# HELP prover_service_queue_limit Proofs admitted at most (service.max_queue).",
-                "# TYPE prover_service_queue_limit gauge",
-                f"prover_service_queue_limit {s['queue']['limit']}"]
-        for name, key, what in (("proof_latency_seconds", "proof_latency_s", "Admission to verdict, per proof"),
-                                ("request_latency_seconds", "request_latency_s", "Request in to answer out")):
+        out += [
+            "# HELP prover_service_client_disconnects_total Requests whose caller left before the answer.",
+            "# TYPE prover_service_client_disconnects_total counter",
+            f"prover_service_client_disconnects_total {s['client_disconnects']}",
+            "# HELP prover_service_queue_depth Proofs admitted and not yet answered.",
+            "# TYPE prover_service_queue_depth gauge",
+            f"prover_service_queue_depth {s['queue']['depth']}",
+            "# HELP prover_service_queue_limit Proofs admitted at most (service.max_queue).",
+            "# TYPE prover_service_queue_limit gauge",
+            f"prover_service_queue_limit {s['queue']['limit']}",
+        ]
+        for name, key, what in (
+            ("proof_latency_seconds", "proof_latency_s", "Admission to verdict, per proof"),
+            ("request_latency_seconds", "request_latency_s", "Request in to answer out"),
+        ):
             summary = s[key]
-            out += [f"# HELP prover_service_{name} {what} (quantiles over the last {WINDOW}).",
-                    f"# TYPE prover_service_{name} summary"]
+            out += [
+                f"# HELP prover_service_{name} {what} (quantiles over the last {WINDOW}).",
+                f"# TYPE prover_service_{name} summary",
+            ]
             out += [f'prover_service_{name}{{quantile="{q}"}} {summary[f"p{round(q * 100):d}"]}' for q in QUANTILES]
             out += [f"prover_service_{name}_sum {summary['sum']}", f"prover_service_{name}_count {summary['count']}"]
         return "\n".join(out) + "\n"

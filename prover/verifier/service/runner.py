@@ -78,9 +78,12 @@ class Runner:
                 pending.discard(expired)
         finally:
             expired.cancel()
-        return [t.result() if t.done() else
-                Verdict(Status.ERROR, "infra: the service shut down before this proof's verdict was reached", "infra")
-                for t in tasks]
+        return [
+            t.result()
+            if t.done()
+            else Verdict(Status.ERROR, "infra: the service shut down before this proof's verdict was reached", "infra")
+            for t in tasks
+        ]
 
     async def _one(self, request: ProofRequest, admitted: float) -> Verdict:
         try:

@@ -26,8 +26,15 @@ class DrainingServer(uvicorn.Server):
     """A uvicorn server whose shutdown starts the app's drain before it waits for open requests."""
 
     def __init__(self, app: FastAPI, shutdown_grace: float, log_level: str = "warning"):
-        super().__init__(uvicorn.Config(app, lifespan="off", access_log=False, log_level=log_level,
-                                        timeout_graceful_shutdown=int(shutdown_grace + BACKSTOP)))
+        super().__init__(
+            uvicorn.Config(
+                app,
+                lifespan="off",
+                access_log=False,
+                log_level=log_level,
+                timeout_graceful_shutdown=int(shutdown_grace + BACKSTOP),
+            )
+        )
         self.app = app
 
     async def shutdown(self, sockets=None) -> None:

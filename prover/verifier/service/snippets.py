@@ -24,8 +24,24 @@ DECLARATIONS = frozenset({"theorem", "lemma"})
 MODIFIERS = frozenset({"private", "protected", "noncomputable", "nonrec"})
 # Commands a snippet may hold besides its theorems; the screen still rejects every other one
 # (axiom, macro, notation, elab, initialize, attribute, #eval, ...).
-OTHER_COMMANDS = frozenset({"def", "abbrev", "example", "instance", "structure", "class", "inductive", "namespace",
-                            "section", "end", "variable", "universe", "universes", "mutual"})
+OTHER_COMMANDS = frozenset(
+    {
+        "def",
+        "abbrev",
+        "example",
+        "instance",
+        "structure",
+        "class",
+        "inductive",
+        "namespace",
+        "section",
+        "end",
+        "variable",
+        "universe",
+        "universes",
+        "mutual",
+    }
+)
 ALLOWED_COMMANDS = DECLARATIONS | MODIFIERS | OTHER_COMMANDS | {"where", "deriving"}
 _OPEN = "([{⟨⦃"
 _CLOSE = ")]}⟩⦄"
@@ -92,10 +108,13 @@ def screen_snippet(code: str, header_end: int, *, allow_native: bool) -> tuple[s
             name = ".".join(tokens[k + 1].parts) if k + 1 < len(tokens) and tokens[k + 1].kind == "ident" else ""
             if name not in ALLOWED_OPTIONS and not name.startswith(ALLOWED_OPTION_PREFIXES):
                 where = _mark(code, tok.pos, len(tok.text))
-                return (f"`set_option {name}` (only {sorted(ALLOWED_OPTIONS)} and pp.*/linter.* may be set) "
-                        f"(line {where.line})", where)
+                return (
+                    f"`set_option {name}` (only {sorted(ALLOWED_OPTIONS)} and pp.*/linter.* may be set) "
+                    f"(line {where.line})",
+                    where,
+                )
         if word in ALLOWED_COMMANDS or word in ("open", "set_option") or (word == "import" and tok.pos < header_end):
-            masked[tok.pos:tok.pos + len(tok.text)] = " " * len(tok.text)
+            masked[tok.pos : tok.pos + len(tok.text)] = " " * len(tok.text)
     reason = screen("".join(masked), allow_native=allow_native)
     if reason is None:
         return None
@@ -158,8 +177,13 @@ def _proof_start(tokens: list[Token], k: int) -> int | None:
             depth += 1
         elif tokens[j].kind == "symbol" and text in _CLOSE:
             depth = max(depth - 1, 0)
-        elif depth == 0 and text == ":" and j + 1 < len(tokens) and tokens[j + 1].text == "=" \
-                and tokens[j + 1].pos == tokens[j].pos + 1:
+        elif (
+            depth == 0
+            and text == ":"
+            and j + 1 < len(tokens)
+            and tokens[j + 1].text == "="
+            and tokens[j + 1].pos == tokens[j].pos + 1
+        ):
             return j
         elif depth == 0 and _is_command_start(tokens, j):
             return None
@@ -196,23 +220,41 @@ def plan_snippet(code: str, *, allow_native: bool = False, max_theorems: int = 8
     tokens = [t for t in tokenize(code)[0] if t.pos >= hb]
     starts = [k for k, t in enumerate(tokens) if _word(t) in DECLARATIONS]
     if not starts:
-        return SnippetPlan(header, verdict=Verdict(
-            Status.ERROR, "statement: the snippet declares no `theorem` or `lemma` (the service checks proofs; "
-                          "it does not run other commands)", "statement"))
+        return SnippetPlan(
+            header,
+            verdict=Verdict(
+                Status.ERROR,
+                "statement: the snippet declares no `theorem` or `lemma` (the service checks proofs; "
+                "it does not run other commands)",
+                "statement",
+            ),
+        )
     if len(starts) > max_theorems:
-        return SnippetPlan(header, verdict=Verdict(
-            Status.ERROR, f"snippet: {len(starts)} theorems; the service checks at most {max_theorems} per snippet "
-                          f"(service.max_theorems)", "snippet"))
+        return SnippetPlan(
+            header,
+            verdict=Verdict(
+                Status.ERROR,
+                f"snippet: {len(starts)} theorems; the service checks at most {max_theorems} per snippet "
+                f"(service.max_theorems)",
+                "snippet",
+            ),
+        )
     names, requests, places = [], [], []
     for k in starts:
         name = tokens[k + 1].text if k + 1 < len(tokens) and tokens[k + 1].kind == "ident" else None
         colon = _proof_start(tokens, k + 1) if name else None
         if colon is None:
             where = _mark(code, tokens[k].pos, len(tokens[k].text))
-            return SnippetPlan(header, verdict=Verdict(
-                Status.ERROR, f"snippet: cannot find the name and the `:=` of the {tokens[k].text} on line "
-                              f"{where.line}; the service checks `theorem NAME ... := proof` declarations", "snippet"),
-                mark=where)
+            return SnippetPlan(
+                header,
+                verdict=Verdict(
+                    Status.ERROR,
+                    f"snippet: cannot find the name and the `:=` of the {tokens[k].text} on line "
+                    f"{where.line}; the service checks `theorem NAME ... := proof` declarations",
+                    "snippet",
+                ),
+                mark=where,
+            )
         nxt = next((j for j in range(colon + 2, len(tokens)) if _is_command_start(tokens, j)), len(tokens))
         split_at = tokens[colon].pos + 2
         end = len(code)
@@ -245,5 +287,6 @@ def snippet_positions(request: ProofRequest, messages: list[dict]) -> list[dict]
             return {**pos, "line": joint, "column": pos.get("column", 0) + column}
         return {**pos, "line": pos["line"] - 1}
 
-    return [{**m, "pos": back(m.get("pos")), **({"endPos": back(m["endPos"])} if m.get("endPos") else {})}
-            for m in messages]
+    return [
+        {**m, "pos": back(m.get("pos")), **({"endPos": back(m["endPos"])} if m.get("endPos") else {})} for m in messages
+    ]
