@@ -27,6 +27,7 @@ def test_what_ci_installs_system_wide_is_announced_first():
         assert said, f"{lines[i].strip()!r} is not announced"
 
 
-def test_ci_runs_the_tests_then_the_style_checks():
+def test_ci_runs_the_style_checks_then_the_tests():
+    """The tests last: CI's log then ends with pytest's summary line."""
     steps = [line for line in CI.splitlines() if line.startswith(("bash scripts/test.sh", "ruff "))]
-    assert steps == ["bash scripts/test.sh", "ruff check .", "ruff format --check ."]
+    assert steps == ["ruff check .", "ruff format --check .", "bash scripts/test.sh"]
