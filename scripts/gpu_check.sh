@@ -130,7 +130,7 @@ HAS_CUDA=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))")
 steps() {  # steps <device> <extra overrides...>
     local device=$1; shift
     "$PY" -m prover.train --config recipes/synthetic/grpo-unlikeliness/cpu.yaml "${MODEL_ARGS[@]}" \
-        --grpo.output_dir "$OUT/$device" --grpo.max_steps 4 --grpo.logging_steps 1 --grpo.save_steps 1000 \
+        --grpo.output_dir "$OUT/$device" --grpo.max_steps 4 --grpo.logging_steps 1 --grpo.save_steps 4 \
         --grpo.dynamic_update false --grpo.disable_tqdm true --grpo.report_to none \
         --eval.enabled false --rank_bias.enabled false --resume false "$@" > "$OUT/$device.log" 2>&1 \
         || { echo "gpu_check.sh: training on $device failed, see $OUT/$device.log" >&2; tail -20 "$OUT/$device.log" >&2; exit 1; }
@@ -150,18 +150,20 @@ echo "the same 4 steps on the CPU (fp32)"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} steps cpu --grpo.use_cpu true --grpo.bf16 false --grpo.gradient_checkpointing false
 
 "$PY" - "$OUT" "$TESTS_RC" <<'PY'
-import ast, json, math, pathlib, statistics, sys
+import json, math, pathlib, statistics, sys
 out, tests_rc = pathlib.Path(sys.argv[1]), sys.argv[2]
 summary = {"environment": json.loads((out / "environment.json").read_text()),
            "gpu_tests": {"exit_status": tests_rc}}
 if (out / "pytest_gpu.log").is_file():
     summary["gpu_tests"]["summary"] = (out / "pytest_gpu.log").read_text().strip().splitlines()[-1]
 for device in ("cuda", "cpu"):
-    log = out / f"{device}.log"
-    if not log.is_file():
+    state = out / device / "checkpoint-4" / "trainer_state.json"
+    if not (out / f"{device}.log").is_file():
         continue
-    # transformers prints one dict per optimizer step (logging_steps 1), values as strings
-    rows = [ast.literal_eval(line) for line in log.read_text().splitlines() if line.startswith("{'loss'")]
+    # transformers keeps one record per optimizer step (logging_steps 1) in the checkpoint's log history;
+    # the console shows short progress lines instead when it is not a terminal
+    history = json.loads(state.read_text())["log_history"] if state.is_file() else []
+    rows = [r for r in history if "loss" in r]
     step_time = [float(r["step_time"]) for r in rows if "step_time" in r]
     summary[device] = {
         "steps": len(rows), "losses_finite": all(math.isfinite(float(r["loss"])) for r in rows),
