@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from prover.config import ConfigError, help_text, load_config
+from prover.plotting import pyplot, save_figure
 from prover.tasks.base import TaskConfig
 
 logger = logging.getLogger("synthetic_study")
@@ -403,10 +404,7 @@ def write_table(results: dict[str, Any], path: Path, show_ks=(1, 16, 64, 256)) -
 
 def plot_passk(results: dict[str, Any], path: Path) -> Path:
     """pass@k against k, one panel per theorem kind, one line per label with its interval as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ks = results["ks"]
     fig, axes = plt.subplots(1, len(KINDS), figsize=(15, 4.4), dpi=110)
@@ -438,18 +436,12 @@ def plot_passk(results: dict[str, Any], path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("pass@k (%), mean over seeds, 95% interval over theorems")
     axes[-1].legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_uplift(results: dict[str, Any], path: Path) -> Path | None:
     """Uplift rate by initial likelihood-rank quarter of the probe's correct proofs, per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     entries = {label: e["uplift"] for label, e in results["labels"].items() if e.get("uplift")}
     if not entries:
@@ -465,10 +457,7 @@ def plot_uplift(results: dict[str, Any], path: Path) -> Path | None:
     ax.set_title("Rank bias at the end of training (probe theorems, seeds pooled)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def report(config: StudyConfig) -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from prover.eval.passk import Interval
 from prover.eval.summary import Summary, paired_difference, restrict
+from prover.plotting import pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +110,7 @@ def compare_table(summaries: Mapping[str, Summary]) -> Table:
 
 def plot_passk(summaries: Mapping[str, Summary], path: str | Path, title: str = "") -> Path:
     """pass@k against k (log-2 x axis), one line per run with its interval as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for label, s in summaries.items():
@@ -137,12 +135,7 @@ def plot_passk(summaries: Mapping[str, Summary], path: str | Path, title: str = 
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def on_common_problems(summaries: Mapping[str, Summary]) -> tuple[dict[str, Summary], str | None]:

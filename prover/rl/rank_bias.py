@@ -26,6 +26,7 @@ import torch
 from transformers import TrainerCallback
 
 from prover.data.problem import Problem
+from prover.plotting import pyplot, save_figure
 from prover.rl.unlikeliness import likelihood_ranks
 
 logger = logging.getLogger(__name__)
@@ -234,10 +235,7 @@ def _until_eos(ids: list[int], tokenizer) -> list[int]:
 
 def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int = 8, title: str = "") -> Path:
     """Uplift rate against initial likelihood rank, one line per evaluation step (later = darker)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     cmap = plt.get_cmap("viridis")
@@ -257,12 +255,7 @@ def plot_uplift(results: Sequence[RankBiasResult], path: str | Path, bins: int =
     ax.grid(True, alpha=0.3)
     if results:
         ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 QUARTERS = ("least likely", "2nd", "3rd", "most likely")
@@ -273,10 +266,7 @@ def plot_uplift_comparison(
 ) -> Path:
     """Uplift rate by initial-rank bin, one line per run (e.g. GRPO and GRPO + unlikeliness, same probe),
     each point with its bootstrap interval over probe problems."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     offsets = np.linspace(-0.06, 0.06, max(1, len(results))) if len(results) > 1 else [0.0]
@@ -307,12 +297,7 @@ def plot_uplift_comparison(
     )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 class RankBiasCallback(TrainerCallback):
