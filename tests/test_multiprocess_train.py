@@ -80,43 +80,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun(harness: Path, processes: int, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``harness`` in ``processes`` CPU processes (gloo) with ``args``; fail the test if it fails."""
+    # Not `accelerate launch --cpu --num_processes 2`: on CPU it starts several processes only through MPI.
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(harness), *args]  # fmt: skip
+    # One thread per process: two processes on two cores, no oversubscription.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **env}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
 def launch(tmp_path: Path, processes: int) -> dict[int, list[dict]]:
     """Train with ``processes`` CPU processes; the records each process logged, by rank."""
     harness = tmp_path / "harness.py"
     harness.write_text(HARNESS)
     out = tmp_path / f"np{processes}"
     log = tmp_path / f"shaping-np{processes}"
-    # Not `accelerate launch --cpu --num_processes 2`: on CPU it starts several processes only through MPI.
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        "--nproc_per_node",
-        str(processes),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-    ]
-    argv = [
-        *torchrun,
-        str(harness),
+    args = [
         *SETTINGS,
         "--grpo.output_dir",
         str(out),
         "--grpo.per_device_train_batch_size",
         str(GLOBAL_BATCH // processes),
     ]
-    # One thread per process: two processes on two cores, no oversubscription.
-    env = {**os.environ, "SHAPING_LOG": str(log), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    torchrun(harness, processes, args, {"SHAPING_LOG": str(log)})
     assert (out / "final" / "config.json").is_file()
-    return {
-        rank: [json.loads(line) for line in Path(f"{log}.{rank}").read_text().splitlines()] for rank in range(processes)
-    }
+    return read_logs(log, processes)
 
 
 def read_logs(log: Path, processes: int) -> dict[int, list[dict]]:
@@ -244,39 +235,12 @@ DYNAMIC_SETTINGS = [
 def launch_dynamic(tmp_path: Path, max_steps: int, silent_rank: int | None, *extra: str) -> subprocess.CompletedProcess:
     harness = tmp_path / "dynamic_harness.py"
     harness.write_text(DYNAMIC_HARNESS)
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-    ]
-    argv = [
-        *torchrun,
-        str(harness),
-        *DYNAMIC_SETTINGS,
-        "--grpo.output_dir",
-        str(tmp_path / "run"),
-        "--grpo.max_steps",
-        str(max_steps),
-        *extra,
-    ]
+    args = [*DYNAMIC_SETTINGS, "--grpo.output_dir", str(tmp_path / "run"), "--grpo.max_steps", str(max_steps), *extra]
     env = {
-        **os.environ,
         "DYNAMIC_LOG": str(tmp_path / "dynamic"),
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
         "SILENT_FIRST_BATCH": "" if silent_rank is None else str(silent_rank),
     }
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return done
+    return torchrun(harness, 2, args, env)
 
 
 @pytest.mark.slow
