@@ -2,7 +2,7 @@
 uninterrupted one exactly (on CPU).
 
 transformers restores the weights, optimizer, scheduler and RNG states and skips the batches
-already trained in the current epoch. Three things it does not know about changed the result of a
+already trained in the current epoch. Two things it does not know about changed the result of a
 resumed run (the default job ended at pass@1 81.2 instead of 84.7):
 
 - **Data order.** TRL's ``RepeatSampler`` draws each epoch's permutation from one generator seeded
@@ -12,8 +12,9 @@ resumed run (the default job ended at pass@1 81.2 instead of 84.7):
 - **TRL's generation buffer.** A generated batch is trained on for ``steps_per_generation x
   num_iterations`` steps; a checkpoint inside that window lost the batch and TRL's step counter,
   so the resumed run sampled a new batch there. Both are saved here and restored.
-- **The dynamic update's hold flag** (whether the current generation batch trains at all); the
-  buffer of rows itself is saved by the trainer (``dynamic_buffer_<process>.pt``).
+
+The dynamic update's own state (rows with signal, prompts waiting, optimizer steps still to take) is
+saved by the trainer (``dynamic_buffer_<process>.pt``); whether a step is held follows from it.
 
 Training-side files written after the checkpoint (solved proofs, rank-bias lines) are cut back to
 the checkpoint's step by their owners, so that the resumed run appends them once. A run that reached
@@ -85,12 +86,8 @@ def state_file(checkpoint: str | Path, process_index: int) -> Path:
 
 
 def save_resume_state(trainer: Any, checkpoint: str | Path) -> None:
-    """TRL's step counter and buffered generation batch, and the hold flag, of this process."""
-    state = {
-        "step": trainer._step,
-        "buffered_inputs": trainer._buffered_inputs,
-        "hold": getattr(trainer, "_hold", False),
-    }
+    """TRL's step counter and buffered generation batch of this process."""
+    state = {"step": trainer._step, "buffered_inputs": trainer._buffered_inputs}
     torch.save(state, state_file(checkpoint, trainer.accelerator.process_index))
 
 
@@ -107,5 +104,3 @@ def load_resume_state(trainer: Any, checkpoint: str | Path) -> None:
     state = torch.load(path, map_location=trainer.accelerator.device, weights_only=False)
     trainer._step = state["step"]
     trainer._buffered_inputs = state["buffered_inputs"]
-    if hasattr(trainer, "_hold"):
-        trainer._hold = state["hold"]
