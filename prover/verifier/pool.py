@@ -45,7 +45,7 @@ from prover.verifier.errors import (
     ReplTimeout,
     WorkerStartError,
 )
-from prover.verifier.judge import clean_messages, judge_axioms, judge_command, theorem_name
+from prover.verifier.judge import axioms_command, clean_messages, judge_axioms, judge_command, theorem_name
 from prover.verifier.lean_project import lean_version_id, repl_launch
 from prover.verifier.repl import ReplProcess, sweep_stale_scratch
 from prover.verifier.screen import screen
@@ -101,7 +101,7 @@ class Worker:
         return answer
 
     async def axioms(self, name: str, env: int, timeout: float) -> dict:
-        return await self.repl.request({"cmd": f"#print axioms {name}", "env": env}, timeout)
+        return await self.repl.request({"cmd": axioms_command(name), "env": env}, timeout)
 
 
 class LeanPool(LoopThreadVerifier):
