@@ -58,13 +58,14 @@ def load_set(task: Task, dataset: str | None, what: str) -> list[Problem]:
 
 
 def check_model(model: str) -> None:
-    """A local model directory or a hub id that resolves (the evaluator's check)."""
-    from prover.evaluate import SetupError as EvalSetupError
-    from prover.evaluate import check_model as eval_check_model
+    """A local model directory or a hub id that resolves (``prover.model_check``, as the evaluator and
+    the search check theirs)."""
+    from prover.model_check import ModelNotFound
+    from prover.model_check import check_model as find_model
 
     try:
-        eval_check_model(model)
-    except EvalSetupError as exc:
+        find_model(model)
+    except ModelNotFound as exc:
         raise SetupError(f"model: {exc}") from None
 
 
